@@ -1,0 +1,1 @@
+"""triplegain-fsm: the order-execution core of the TripleGain bot."""
