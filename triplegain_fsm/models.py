@@ -11,12 +11,23 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 import attrs
 
+from triplegain_fsm.enums import (
+    FINAL_ORDER_STATUSES,
+    LegLocation,
+    OrderRole,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    PositionStatus,
+)
 from triplegain_fsm.errors import ProposalError, ValidationError
+from triplegain_fsm.machines.base import MachineModel
+from triplegain_fsm.machines.order_machine import OrderMachineMixin
+from triplegain_fsm.machines.position_machine import PositionMachineMixin
 from triplegain_fsm.money import ZERO, optional_decimal, positive
 
 
@@ -26,75 +37,6 @@ def utcnow() -> datetime:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-class OrderSide(str, Enum):
-    BUY = "buy"
-    SELL = "sell"
-
-    @property
-    def opposite(self) -> "OrderSide":
-        return OrderSide.SELL if self is OrderSide.BUY else OrderSide.BUY
-
-
-class OrderType(str, Enum):
-    """Kraken's ordertype values, spelled as on the wire."""
-
-    MARKET = "market"
-    LIMIT = "limit"
-    STOP_LOSS = "stop-loss"
-    TAKE_PROFIT = "take-profit"
-    STOP_LOSS_LIMIT = "stop-loss-limit"
-    TAKE_PROFIT_LIMIT = "take-profit-limit"
-    TRAILING_STOP = "trailing-stop"
-    TRAILING_STOP_LIMIT = "trailing-stop-limit"
-
-
-class OrderStatus(str, Enum):
-    PENDING = "PENDING"                      # created and persisted, not yet sent
-    SUBMITTED_UNKNOWN = "SUBMITTED_UNKNOWN"  # sent, no definite answer (timeout, 5xx)
-    OPEN = "OPEN"
-    PARTIALLY_FILLED = "PARTIALLY_FILLED"
-    FILLED = "FILLED"
-    CANCEL_PENDING = "CANCEL_PENDING"
-    CANCELLED = "CANCELLED"
-    EXPIRED = "EXPIRED"
-    REJECTED = "REJECTED"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_ORDER_STATUSES
-
-
-FINAL_ORDER_STATUSES = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
-)
-
-
-class OrderRole(str, Enum):
-    """Why the core placed an order: decides what its fills do to a position."""
-
-    ENTRY = "entry"
-    STOP_LOSS = "stop_loss"
-    TAKE_PROFIT = "take_profit"
-    CLOSE = "close"        # a market close asked for by the bot or a trigger
-    FLATTEN = "flatten"    # undoes excess volume (both OCO legs filled)
-
-
-class PositionStatus(str, Enum):
-    OPENING = "OPENING"          # entry order working, nothing filled
-    UNPROTECTED = "UNPROTECTED"  # has size, a protective leg is missing or short
-    PROTECTED = "PROTECTED"      # both legs in place for the full size
-    CLOSING = "CLOSING"          # a close is working
-    CLOSED = "CLOSED"
-
-
-class LegLocation(str, Enum):
-    """Where a protective leg lives: resting at Kraken, or watched by on_price_update."""
-
-    NONE = "none"
-    EXCHANGE = "exchange"
-    LOCAL = "local"
 
 
 def _side(value: Any) -> OrderSide:
@@ -169,7 +111,9 @@ class TradeProposal:
 
 
 @attrs.define(slots=False, eq=False)
-class Order:
+class Order(OrderMachineMixin, MachineModel):
+    ENTITY = "order"
+
     symbol: str
     side: OrderSide
     order_type: OrderType
@@ -184,6 +128,7 @@ class Order:
     external_id: str | None = None        # Kraken txid
     filled_size: Decimal = ZERO
     average_fill_price: Decimal | None = None
+    filled_cost: Decimal = ZERO           # cumulative quote cost of the fills (exchange figure)
     fee_amount: Decimal = ZERO
     fee_currency: str = ""
     position_id: str | None = None
@@ -214,7 +159,9 @@ class Order:
 
 
 @attrs.define(slots=False, eq=False)
-class Position:
+class Position(PositionMachineMixin, MachineModel):
+    ENTITY = "position"
+
     symbol: str
     side: OrderSide
     leverage: int = 1
@@ -233,8 +180,11 @@ class Position:
     trailing_stop_activated: bool = False
     trailing_watermark: Decimal | None = None   # best price seen since trailing was enabled
     entry_size: Decimal = ZERO            # total ever filled by the entry
-    exit_size: Decimal = ZERO             # total ever filled by exits
-    exit_value: Decimal = ZERO            # sum(exit fill qty * price)
+    exit_size: Decimal = ZERO             # total ever filled by exits (legs, closes)
+    excess_size: Decimal = ZERO           # overfilled exposure (both OCO legs filled), until flattened
+    stop_loss_covered: Decimal = ZERO     # volume the stop-loss leg protects (local legs cover all)
+    take_profit_covered: Decimal = ZERO
+    cash_flow: Decimal = ZERO             # signed quote flow of all fills: + sells, - buys
     total_fees: Decimal = ZERO
     realized_pnl: Decimal = ZERO
     close_reason: str | None = None
@@ -253,21 +203,17 @@ class Position:
         return self.side is OrderSide.BUY
 
     def calculate_pnl(self, current_price: Any) -> tuple[Decimal, Decimal]:
-        """(P&L, P&L % of margin) if the open size were closed at `current_price`, net of all fees.
+        """(P&L, P&L % of margin) if everything open were closed at `current_price`, net of all fees.
 
-        P&L is in quote currency: realized exits plus the open remainder marked at
-        the price, minus every fee paid. Leverage does not change the P&L amount
-        (it is already in the size); it shrinks the margin, so it scales the %.
+        In quote currency. Leverage does not change the amount (it is already in
+        the size); it shrinks the margin, so it scales the percentage.
         """
         price = positive(current_price, "current_price")
         if self.entry_price is None or self.entry_size == 0:
             return ZERO, ZERO
-        direction = 1 if self.is_long else -1
-        gross = direction * (self.exit_value - self.exit_size * self.entry_price)
-        gross += direction * self.size * (price - self.entry_price)
-        pnl = gross - self.total_fees
+        pnl = self.cash_flow + self.direction * (self.size - self.excess_size) * price - self.total_fees
         margin = self.entry_size * self.entry_price / self.leverage
-        return pnl, (pnl / margin * 100) if margin else ZERO
+        return pnl, pnl / margin * 100
 
 
 @attrs.frozen

@@ -1,0 +1,20 @@
+"""Alert types and severities published on `risk_alerts` (and stored in the alerts table)."""
+from __future__ import annotations
+
+CONTINGENT_ORDER_FAILURE = "contingent_order_failure"
+POSITION_UNPROTECTED = "position_unprotected"
+EXCHANGE_DRIFT = "exchange_drift"
+ORPHAN_ORDER = "orphan_order"
+OCO_BOTH_FILLED = "oco_both_filled"
+CIRCUIT_OPEN = "circuit_open"
+CIRCUIT_CLOSED = "circuit_closed"
+ORDER_OUTCOME_UNKNOWN = "order_outcome_unknown"
+MODIFY_FAILED = "modify_failed"
+CLOSE_FAILED = "close_failed"
+EXCHANGE_LOCKOUT = "exchange_lockout"
+MALFORMED_REPORT = "malformed_report"
+
+CRITICAL = "critical"
+HIGH = "high"
+WARNING = "warning"
+INFO = "info"

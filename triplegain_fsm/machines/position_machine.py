@@ -1,0 +1,122 @@
+"""The life of a position, as a reviewable table.
+
+Quantities: `size` is the open exposure in the position's direction; `excess`
+is exposure the other way, which only exists when both OCO legs filled (the
+exchange sold more than we held) and is removed by a flatten order. P&L is kept
+as a signed quote cash flow, so partial fills, overfills and flattens all sum
+the same way: pnl(price) = cash_flow + direction * (size - excess) * price - fees.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from triplegain_fsm.enums import PositionStatus as P
+from triplegain_fsm.machines.base import Edge, MachineKind
+
+_OPENING, _UNPROT, _PROT, _CLOSING, _CLOSED = (s.value for s in P)
+_HOLDING = (_UNPROT, _PROT, _CLOSING)
+
+POSITION_TABLE: tuple[Edge, ...] = (
+    Edge("entry_filled", _OPENING, _UNPROT, before=("apply_entry_fill",),
+         note="size exists before its protective legs do"),
+    Edge("entry_filled", _PROT, _UNPROT, before=("apply_entry_fill",),
+         note="a later partial fill: the legs must grow before we are protected again"),
+    Edge("entry_filled", (_UNPROT, _CLOSING), None, before=("apply_entry_fill",),
+         note="CLOSING: an entry fill that raced the close; the close must grow"),
+    Edge("protected", _UNPROT, _PROT, conditions=("legs_cover_size",)),
+    Edge("protection_lost", _PROT, _UNPROT),
+    Edge("abandon", (_OPENING, _CLOSING), _CLOSED, conditions=("is_flat",),
+         note="the entry ended (cancelled, rejected, expired) with nothing filled"),
+    Edge("begin_close", (_OPENING, _UNPROT, _PROT), _CLOSING),
+    Edge("exit_filled", _HOLDING, _CLOSED, conditions=("exit_closes",), before=("apply_exit_fill",)),
+    Edge("exit_filled", _HOLDING, _CLOSING, conditions=("exit_overfills",), before=("apply_exit_fill",),
+         note="both OCO legs filled: more was sold than held; a flatten order removes the excess"),
+    Edge("exit_filled", _HOLDING, None, before=("apply_exit_fill",), note="a partial exit"),
+    Edge("flatten_filled", _CLOSING, _CLOSED, conditions=("flatten_closes",), before=("apply_flatten_fill",)),
+    Edge("flatten_filled", _CLOSING, None, before=("apply_flatten_fill",)),
+    Edge("close_failed", _CLOSING, _UNPROT, unless=("is_flat",),
+         note="the close order was rejected or cancelled: the position still needs protection"),
+)
+
+POSITION_KIND = MachineKind(
+    entity="position",
+    states=[s.value for s in P],
+    initial=_OPENING,
+    table=POSITION_TABLE,
+    final_states=[_CLOSED],
+)
+
+
+class PositionMachineMixin:
+    """Guards and fill arithmetic the position table names. Pure: no I/O."""
+
+    size: Decimal
+    excess_size: Decimal
+    entry_size: Decimal
+    entry_price: Decimal | None
+    exit_size: Decimal
+    cash_flow: Decimal
+    total_fees: Decimal
+    realized_pnl: Decimal
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    stop_loss_covered: Decimal
+    take_profit_covered: Decimal
+
+    @property
+    def direction(self) -> int:
+        return 1 if self.is_long else -1  # type: ignore[attr-defined]
+
+    # guards
+    def is_flat(self, **_: Any) -> bool:
+        return self.size == 0 and self.excess_size == 0
+
+    def legs_cover_size(self, **_: Any) -> bool:
+        """Every leg the position asked for covers its whole size."""
+        if self.size <= 0:
+            return False
+        sl_ok = self.stop_loss is None or self.stop_loss_covered >= self.size
+        tp_ok = self.take_profit is None or self.take_profit_covered >= self.size
+        return sl_ok and tp_ok
+
+    def exit_closes(self, qty: Decimal, **_: Any) -> bool:
+        return qty == self.size and self.excess_size == 0
+
+    def exit_overfills(self, qty: Decimal, **_: Any) -> bool:
+        return qty > self.size
+
+    def flatten_closes(self, qty: Decimal, **_: Any) -> bool:
+        return qty >= self.excess_size and self.size == 0
+
+    # fill arithmetic
+    def apply_entry_fill(self, qty: Decimal, price: Decimal, fee: Decimal, **_: Any) -> None:
+        old_value = (self.entry_price or 0) * self.entry_size
+        self.entry_size += qty
+        self.entry_price = (old_value + qty * price) / self.entry_size
+        self.size += qty
+        self.cash_flow -= self.direction * qty * price
+        self.total_fees += fee
+        self._update_realized()
+
+    def apply_exit_fill(self, qty: Decimal, price: Decimal, fee: Decimal, **_: Any) -> None:
+        self.exit_size += qty
+        self.cash_flow += self.direction * qty * price
+        self.total_fees += fee
+        if qty > self.size:
+            self.excess_size += qty - self.size
+            self.size = Decimal(0)
+        else:
+            self.size -= qty
+        self._update_realized()
+
+    def apply_flatten_fill(self, qty: Decimal, price: Decimal, fee: Decimal, **_: Any) -> None:
+        self.cash_flow -= self.direction * qty * price
+        self.total_fees += fee
+        self.excess_size = max(Decimal(0), self.excess_size - qty)
+        self._update_realized()
+
+    def _update_realized(self) -> None:
+        """Realized = everything except the open remainder, which is marked at entry (so it counts zero)."""
+        open_qty = self.size - self.excess_size
+        self.realized_pnl = self.cash_flow + self.direction * open_qty * (self.entry_price or 0) - self.total_fees

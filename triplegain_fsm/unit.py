@@ -1,0 +1,129 @@
+"""The one way state changes: a unit of work under the core's state lock.
+
+Inside a unit the caller fires machine triggers and raises alerts. When the
+unit ends, every touched order and position row, every transition record and
+every alert is written in ONE SQLite transaction; only after the commit, and
+after the lock is released, are the messages published. If anything raises,
+the transaction rolls back and the touched models are restored in memory, so
+the store, the machines and the bus never disagree.
+
+The lock is re-entrant and shared by orders, positions, ticks and the poller:
+it is held for microseconds (no HTTP ever runs under it), which is simpler to
+prove correct than per-object locks and cheap next to any exchange call.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from triplegain_fsm.bus import EXECUTION, RISK_ALERTS, MessageBus
+from triplegain_fsm.machines.base import MachineKind
+from triplegain_fsm.machines.order_machine import ORDER_KIND
+from triplegain_fsm.machines.position_machine import POSITION_KIND
+from triplegain_fsm.models import Order, Position, utcnow
+from triplegain_fsm.store import Store
+
+
+def kind_of(model: Any) -> MachineKind:
+    return ORDER_KIND if isinstance(model, Order) else POSITION_KIND
+
+
+class Unit:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._touched: dict[int, Any] = {}
+        self._snapshots: dict[int, dict[str, Any]] = {}
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self._alerts: list[dict[str, Any]] = []
+
+    def touch(self, model: Any) -> Any:
+        key = id(model)
+        if key not in self._touched:
+            self._touched[key] = model
+            self._snapshots[key] = dict(vars(model))
+        return model
+
+    def fire(self, model: Any, trigger: str, reason: str = "", payload: Any = None, **kwargs: Any) -> None:
+        self.touch(model)
+        kind_of(model).fire(model, trigger, reason=reason, payload=payload, **kwargs)
+
+    def alert(self, alert_type: str, severity: str, message: str, **details: Any) -> None:
+        payload = {"alert_type": alert_type, "severity": severity, "message": message, **details}
+        self._alerts.append(payload)
+        self.messages.append((RISK_ALERTS, payload))
+
+    def publish(self, payload: dict[str, Any]) -> None:
+        self.messages.append((EXECUTION, payload))
+
+    def flush(self) -> None:
+        now = utcnow()
+        for model in self._touched.values():
+            for record in model.drain_records():
+                self.store.append_events([record])
+                self.messages.append((EXECUTION, _event_payload(model, record)))
+            if isinstance(model, Order):
+                self.store.save_order(model)
+            else:
+                self.store.save_position(model)
+        for payload in self._alerts:
+            self.store.record_alert(payload, now)
+
+    def rollback(self) -> None:
+        for key, model in self._touched.items():
+            vars(model).clear()
+            vars(model).update(self._snapshots[key])
+            kind = kind_of(model)
+            if model.state not in kind.final_states and not kind.is_attached(model):
+                kind.machine.add_model(model, initial=model.state)
+
+
+def _event_payload(model: Any, record: Any) -> dict[str, Any]:
+    payload = {
+        "event": f"{record.entity}_{record.trigger}",
+        "entity": record.entity,
+        f"{record.entity}_id": record.entity_id,
+        "from_state": record.from_state,
+        "to_state": record.to_state,
+        "trigger": record.trigger,
+        "reason": record.reason,
+        "symbol": model.symbol,
+    }
+    if isinstance(model, Order):
+        payload.update(position_id=model.position_id, external_id=model.external_id, role=model.role.value,
+                       filled_size=model.filled_size, size=model.size)
+    else:
+        payload.update(size=model.size, realized_pnl=model.realized_pnl)
+    return payload
+
+
+class StateGuard:
+    """Owns the state lock, the store and the bus; hands out units of work."""
+
+    def __init__(self, store: Store, bus: MessageBus) -> None:
+        self.store = store
+        self.bus = bus
+        self.lock = threading.RLock()
+        self._local = threading.local()
+
+    @contextmanager
+    def unit(self) -> Iterator[Unit]:
+        outer = getattr(self._local, "unit", None)
+        if outer is not None:  # nested: join the enclosing unit
+            yield outer
+            return
+        with self.lock:
+            unit = Unit(self.store)
+            self._local.unit = unit
+            try:
+                with self.store.transaction():
+                    yield unit
+                    unit.flush()
+            except BaseException:
+                unit.rollback()
+                raise
+            finally:
+                self._local.unit = None
+        for topic, payload in unit.messages:
+            self.bus.publish(topic, payload)
