@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from triplegain_fsm.bus import EXECUTION, RISK_ALERTS, MessageBus
-from triplegain_fsm.machines.base import MachineKind
+from triplegain_fsm.machines.base import MachineKind, restore, snapshot
 from triplegain_fsm.machines.order_machine import ORDER_KIND
 from triplegain_fsm.machines.position_machine import POSITION_KIND
 from triplegain_fsm.models import Order, Position, utcnow
@@ -42,7 +42,7 @@ class Unit:
         key = id(model)
         if key not in self._touched:
             self._touched[key] = model
-            self._snapshots[key] = dict(vars(model))
+            self._snapshots[key] = snapshot(model)
         return model
 
     def fire(self, model: Any, trigger: str, reason: str = "", payload: Any = None, **kwargs: Any) -> None:
@@ -60,9 +60,9 @@ class Unit:
     def flush(self) -> None:
         now = utcnow()
         for model in self._touched.values():
-            for record in model.drain_records():
-                self.store.append_events([record])
-                self.messages.append((EXECUTION, _event_payload(model, record)))
+            records = model.drain_records()
+            self.store.append_events(records)
+            self.messages.extend((EXECUTION, _event_payload(model, record)) for record in records)
             if isinstance(model, Order):
                 self.store.save_order(model)
             else:
@@ -72,11 +72,10 @@ class Unit:
 
     def rollback(self) -> None:
         for key, model in self._touched.items():
-            vars(model).clear()
-            vars(model).update(self._snapshots[key])
+            restore(model, self._snapshots[key])
             kind = kind_of(model)
-            if model.state not in kind.final_states and not kind.is_attached(model):
-                kind.machine.add_model(model, initial=model.state)
+            if model.state not in kind.final_states:
+                kind.reattach(model)
 
 
 def _event_payload(model: Any, record: Any) -> dict[str, Any]:

@@ -110,25 +110,29 @@ class MachineKind:
     def is_attached(self, model: Any) -> bool:
         return any(m is model for m in self.machine.models)
 
+    def reattach(self, model: Any) -> None:
+        """Put back a model detached by a move that was rolled back (its triggers are still bound)."""
+        if not self.is_attached(model):
+            self.machine.models.append(model)
+
     def fire(self, model: Any, trigger: str, reason: str = "", payload: Any = None, **kwargs: Any) -> None:
         """Run one trigger; an illegal or refused move raises and leaves the model as it was."""
-        before = dict(vars(model))
+        if trigger not in self.machine.events:
+            raise IllegalTransition(self.entity, model.id, model.state, trigger, "no such trigger")
+        before = snapshot(model)
         model._transition_context = (trigger, reason, digest(payload))
         try:
             moved = getattr(model, trigger)(**kwargs)
         except MachineError as exc:
-            _restore(model, before)
+            restore(model, before)
             raise IllegalTransition(self.entity, model.id, before["state"], trigger, str(exc.value)) from None
-        except AttributeError:
-            _restore(model, before)
-            raise IllegalTransition(self.entity, model.id, before["state"], trigger, "no such trigger") from None
         except Exception:
-            _restore(model, before)
+            restore(model, before)
             raise
         finally:
             model._transition_context = None
         if not moved:
-            _restore(model, before)
+            restore(model, before)
             raise IllegalTransition(self.entity, model.id, before["state"], trigger,
                                     f"guard refused ({_describe(kwargs)})")
         if model.state in self.final_states:
@@ -143,9 +147,16 @@ def _matches(source: str | tuple[str, ...], state: str) -> bool:
     return source == "*" or state == source or (isinstance(source, tuple) and state in source)
 
 
-def _restore(model: Any, snapshot: dict[str, Any]) -> None:
-    vars(model).clear()
-    vars(model).update(snapshot)
+def snapshot(model: Any) -> dict[str, Any]:
+    """The model's own data (attrs fields and unsaved records), not the triggers bound to it."""
+    data = {f.name: getattr(model, f.name) for f in attrs.fields(type(model))}
+    data["_pending_records"] = list(getattr(model, "_pending_records", []))
+    return data
+
+
+def restore(model: Any, data: dict[str, Any]) -> None:
+    for name, value in data.items():
+        setattr(model, name, value)
 
 
 def _describe(kwargs: dict[str, Any]) -> str:
@@ -169,5 +180,6 @@ class MachineModel:
         ))
 
     def drain_records(self) -> list[TransitionRecord]:
-        records, self._pending_records = self._pending_records, []  # type: ignore[has-type]
+        records = getattr(self, "_pending_records", [])
+        self._pending_records = []
         return records

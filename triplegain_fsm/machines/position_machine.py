@@ -26,17 +26,19 @@ POSITION_TABLE: tuple[Edge, ...] = (
          note="CLOSING: an entry fill that raced the close; the close must grow"),
     Edge("protected", _UNPROT, _PROT, conditions=("legs_cover_size",)),
     Edge("protection_lost", _PROT, _UNPROT),
-    Edge("abandon", (_OPENING, _CLOSING), _CLOSED, conditions=("is_flat",),
+    Edge("abandon", _OPENING, _CLOSED, conditions=("is_flat",),
          note="the entry ended (cancelled, rejected, expired) with nothing filled"),
     Edge("begin_close", (_OPENING, _UNPROT, _PROT), _CLOSING),
-    Edge("exit_filled", _HOLDING, _CLOSED, conditions=("exit_closes",), before=("apply_exit_fill",)),
-    Edge("exit_filled", _HOLDING, _CLOSING, conditions=("exit_overfills",), before=("apply_exit_fill",),
-         note="both OCO legs filled: more was sold than held; a flatten order removes the excess"),
-    Edge("exit_filled", _HOLDING, None, before=("apply_exit_fill",), note="a partial exit"),
-    Edge("flatten_filled", _CLOSING, _CLOSED, conditions=("flatten_closes",), before=("apply_flatten_fill",)),
+    Edge("exit_filled", (_UNPROT, _PROT), _CLOSING, conditions=("exit_flattens",), before=("apply_exit_fill",),
+         note="a leg or close took the whole size: the sibling leg must go before we are closed"),
+    Edge("exit_filled", (_UNPROT, _PROT), None, before=("apply_exit_fill",), note="a partial exit"),
+    Edge("exit_filled", _CLOSING, None, before=("apply_exit_fill",),
+         note="real world: the sibling leg filled before its cancel landed (both OCO legs filled)"),
     Edge("flatten_filled", _CLOSING, None, before=("apply_flatten_fill",)),
+    Edge("settle", _CLOSING, _CLOSED, conditions=("is_flat",),
+         note="flat and no order of the position still working: nothing orphaned"),
     Edge("close_failed", _CLOSING, _UNPROT, unless=("is_flat",),
-         note="the close order was rejected or cancelled: the position still needs protection"),
+         note="the close order was rejected or cancelled: the position needs protection again"),
 )
 
 POSITION_KIND = MachineKind(
@@ -80,14 +82,8 @@ class PositionMachineMixin:
         tp_ok = self.take_profit is None or self.take_profit_covered >= self.size
         return sl_ok and tp_ok
 
-    def exit_closes(self, qty: Decimal, **_: Any) -> bool:
-        return qty == self.size and self.excess_size == 0
-
-    def exit_overfills(self, qty: Decimal, **_: Any) -> bool:
-        return qty > self.size
-
-    def flatten_closes(self, qty: Decimal, **_: Any) -> bool:
-        return qty >= self.excess_size and self.size == 0
+    def exit_flattens(self, qty: Decimal, **_: Any) -> bool:
+        return qty >= self.size
 
     # fill arithmetic
     def apply_entry_fill(self, qty: Decimal, price: Decimal, fee: Decimal, **_: Any) -> None:

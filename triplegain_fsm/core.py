@@ -1,0 +1,192 @@
+"""ExecutionCore: wires config, client, store, bus, machines and poller into one object.
+
+Construction restores every unfinished order and position from the store into
+its machine, in its saved state, without replaying callbacks (no HTTP). `start()`
+reconciles with the exchange and starts the poller; `poll_once()` is the same
+cycle for bots that run their own loop.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from triplegain_fsm import alerts
+from triplegain_fsm.bus import MessageBus
+from triplegain_fsm.config import Config
+from triplegain_fsm.credentials import Credentials, load_credentials
+from triplegain_fsm.errors import ConfigError
+from triplegain_fsm.kraken.client import KrakenClient
+from triplegain_fsm.kraken.errors import KrakenError
+from triplegain_fsm.orders import OrderExecutionManager, PollReport
+from triplegain_fsm.poller import Poller
+from triplegain_fsm.positions import PositionTracker
+from triplegain_fsm.reconcile import Reconciler, SyncReport
+from triplegain_fsm.safety import CircuitBreaker
+from triplegain_fsm.store import Store
+from triplegain_fsm.unit import StateGuard
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define
+class CoreStatus:
+    open_orders: int
+    open_positions: int
+    circuit_open: bool
+    poller_running: bool
+
+
+class ExecutionCore:
+    def __init__(self, config: Config, client: KrakenClient, store: Store, *, bus: MessageBus | None = None,
+                 paper: Any = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.client = client
+        self.store = store
+        self.bus = bus or MessageBus()
+        self.paper = paper
+        self.clock = clock
+        self.guard = StateGuard(store, self.bus)
+        self.orders = OrderExecutionManager(self.guard, client, config, clock=clock)
+        self.positions = PositionTracker(self.guard, client, config, self.orders, clock=clock)
+        self.orders.positions = self.positions
+        safety = config.safety
+        self.circuit = CircuitBreaker(safety.circuit_failure_threshold, safety.circuit_probe_seconds,
+                                      self._circuit_changed, clock=clock)
+        self.orders.circuit = self.circuit
+        self.reconciler = Reconciler(self)
+        self._poller = Poller(self.poll_once, config.orders.poll_interval_seconds, config.orders.poll_workers,
+                              self._use_pool)
+        self._last_reconcile = 0.0
+        self._last_switch_refresh = 0.0
+        self.restore()
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, *, environ: Mapping[str, str] = os.environ,
+                    client: KrakenClient | None = None, **kwargs: Any) -> ExecutionCore:
+        config = Config.load(path) if path is not None else Config.default()
+        return cls.from_settings(config, environ=environ, client=client, **kwargs)
+
+    @classmethod
+    def from_settings(cls, config: Config, *, environ: Mapping[str, str] = os.environ,
+                      client: KrakenClient | None = None, **kwargs: Any) -> ExecutionCore:
+        paper = None
+        exchange = config.exchange
+        if client is None:
+            if exchange.mode == "paper":
+                from triplegain_fsm.paper import PaperExchange, paper_from_config
+
+                paper = paper_from_config(config)
+                assert isinstance(paper, PaperExchange)
+                credentials = Credentials(api_key=paper.api_key, api_secret=paper.api_secret)
+            else:
+                loaded = load_credentials(exchange, environ=environ)
+                if loaded is None:
+                    raise ConfigError("exchange.mode: live needs KRAKEN_API_KEY/KRAKEN_API_SECRET or exchange.key_file")
+                credentials = loaded
+            client = KrakenClient(credentials.api_key, credentials.api_secret, exchange.base_url,
+                                  tier=exchange.tier, timeout=exchange.timeout_seconds,
+                                  user_agent=exchange.user_agent, submit_deadline=exchange.submit_deadline_seconds)
+            if paper is not None:
+                paper.mount(client.session, exchange.base_url)
+        return cls(config, client, Store(config.storage.path), paper=paper, **kwargs)
+
+    def restore(self) -> None:
+        """Load unfinished orders and positions into their machines, in their saved state."""
+        store = self.store
+        orders = store.load_orders("state NOT IN ('FILLED', 'CANCELLED', 'EXPIRED', 'REJECTED')")
+        positions = store.load_positions("state != 'CLOSED'")
+        self.orders.restore(orders)
+        self.positions.restore(positions, store.pending_work())
+        if orders or positions:
+            log.info("restored %d open orders and %d open positions", len(orders), len(positions))
+
+    # -- running ---------------------------------------------------------------------------------------
+    def start(self) -> SyncReport | None:
+        """Reconcile with the exchange, then poll in the background until stop()."""
+        report = None
+        try:
+            report = self.sync_with_exchange()
+        except KrakenError as exc:
+            log.error("start-up reconciliation failed (%s); the poller will retry", exc)
+        self._poller.start()
+        return report
+
+    def stop(self) -> None:
+        self._poller.stop()
+        if self.config.safety.dead_mans_switch_seconds:
+            try:
+                self.client.cancel_all_orders_after(0)
+            except KrakenError as exc:
+                log.error("could not disarm the dead man's switch: %s", exc)
+
+    def close(self) -> None:
+        self.stop()
+        self.store.close()
+
+    def _use_pool(self, pool: Any) -> None:
+        self.orders.executor = pool
+
+    def poll_once(self) -> PollReport:
+        """One cycle: orders and protection, then reconciliation and the dead man's switch when due."""
+        if not self.circuit.allows_calls():
+            return PollReport(errors=["exchange calls halted (lockout or authentication failure)"])
+        self._refresh_switch()
+        report = self.orders.poll_once()
+        now = self.clock()
+        if now - self._last_reconcile >= self.config.safety.reconcile_interval_seconds:
+            try:
+                self.sync_with_exchange()
+            except KrakenError as exc:
+                report.errors.append(f"reconcile: {exc}")
+        return report
+
+    def _refresh_switch(self) -> None:
+        safety = self.config.safety
+        if not safety.dead_mans_switch_seconds:
+            return
+        now = self.clock()
+        if now - self._last_switch_refresh < safety.dead_mans_switch_refresh_seconds:
+            return
+        try:
+            self.client.cancel_all_orders_after(safety.dead_mans_switch_seconds)
+            self._last_switch_refresh = now
+        except KrakenError as exc:
+            with self.guard.unit() as unit:
+                unit.alert(alerts.CONTINGENT_ORDER_FAILURE, alerts.HIGH,
+                           f"dead man's switch refresh failed: {exc}; orders may be cancelled at expiry")
+
+    def sync_with_exchange(self) -> SyncReport:
+        self._last_reconcile = self.clock()
+        return self.reconciler.run()
+
+    def price_tick(self, symbol: str, price: Decimal) -> None:
+        """Feed a price to the paper exchange (if any) and to the position tracker."""
+        if self.paper is not None:
+            self.paper.set_price(symbol, price)
+        self.positions.on_price_update(symbol, price)
+
+    def status(self) -> CoreStatus:
+        return CoreStatus(open_orders=len(self.orders.get_open_orders()),
+                          open_positions=len(self.positions.get_open_positions()),
+                          circuit_open=self.circuit.is_open, poller_running=self._poller.running)
+
+    def _circuit_changed(self, opened: bool, reason: str) -> None:
+        with self.guard.unit() as unit:
+            if opened:
+                unit.alert(alerts.CIRCUIT_OPEN, alerts.CRITICAL, f"new entries paused: {reason}")
+            else:
+                unit.alert(alerts.CIRCUIT_CLOSED, alerts.INFO, f"new entries allowed again: {reason}")
+
+    def __enter__(self) -> ExecutionCore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,423 @@
+"""OrderExecutionManager: proposals in, orders followed to their end.
+
+Every order is persisted (PENDING) before it is sent, so a failed order is in
+the store with its error (F11) and a crash after sending leaves a record the
+restart can settle by client order id. Exchange reports are parsed at the
+boundary (reports.py) and applied through the order machine; fills are
+derived from the exchange's cumulative figures, so a repeated poll can never
+count a fill twice (F03).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from triplegain_fsm import alerts
+from triplegain_fsm.config import Config
+from triplegain_fsm.enums import OrderRole, OrderSide, OrderStatus, OrderType
+from triplegain_fsm.errors import (
+    CircuitOpenError,
+    IllegalTransition,
+    NotFoundError,
+    PositionLimitError,
+    ProposalError,
+)
+from triplegain_fsm.kraken.errors import KrakenError, UnknownOrder
+from triplegain_fsm.kraken.order_request import OrderRequest
+from triplegain_fsm.machines.order_machine import ORDER_KIND
+from triplegain_fsm.models import ExecutionResult, Order, TradeProposal, utcnow
+from triplegain_fsm.reports import MalformedReport, OrderReport, parse_order_report
+from triplegain_fsm.unit import StateGuard, Unit
+
+if TYPE_CHECKING:
+    from triplegain_fsm.kraken.client import KrakenClient
+    from triplegain_fsm.positions import PositionTracker
+    from triplegain_fsm.safety import CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+_LIVE = frozenset({OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value, OrderStatus.CANCEL_PENDING.value})
+_UNKNOWN = OrderStatus.SUBMITTED_UNKNOWN.value
+
+
+@attrs.define
+class PollReport:
+    orders_polled: int = 0
+    api_calls: int = 0
+    fills: int = 0
+    settled_unknown: int = 0
+    errors: list[str] = attrs.field(factory=list)
+
+
+def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class OrderExecutionManager:
+    def __init__(self, guard: StateGuard, client: KrakenClient, config: Config,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.guard = guard
+        self.client = client
+        self.config = config
+        self.clock = clock
+        self.positions: PositionTracker | None = None      # wired by ExecutionCore
+        self.circuit: CircuitBreaker | None = None          # wired by ExecutionCore
+        self.executor: Executor | None = None               # the poller's pool while started
+        self._live: dict[str, Order] = {}                   # not final: the poller's working set
+        self._history: OrderedDict[str, Order] = OrderedDict()  # final, bounded by config
+        self._by_txid: dict[str, Order] = {}
+
+    # -- reads (one index, one lock: an order is never between two maps, F15) --------
+    def get_order(self, order_id: str) -> Order | None:
+        with self.guard.lock:
+            found = self._live.get(order_id) or self._history.get(order_id)
+        return found if found is not None else self.guard.store.get_order(order_id)
+
+    def get_open_orders(self) -> list[Order]:
+        with self.guard.lock:
+            return [o for o in self._live.values() if o.state in _LIVE or o.state == _UNKNOWN]
+
+    def get_orders_for_position(self, position_id: str) -> list[Order]:
+        with self.guard.lock:
+            known = {o.id: o for o in (*self._history.values(), *self._live.values()) if o.position_id == position_id}
+        for order in self.guard.store.load_orders("position_id = ?", (position_id,)):
+            known.setdefault(order.id, order)
+        return sorted(known.values(), key=lambda o: o.created_at)
+
+    def order_by_txid(self, txid: str) -> Order | None:
+        with self.guard.lock:
+            return self._by_txid.get(txid)
+
+    # -- registration ------------------------------------------------------------------
+    def track(self, unit: Unit, order: Order) -> Order:
+        """Bind a new or restored order to its machine and the index; persisted by the unit."""
+        if not ORDER_KIND.is_attached(order) and not order.is_final:
+            ORDER_KIND.attach(order)
+        unit.touch(order)
+        self._index(order)
+        return order
+
+    def _index(self, order: Order) -> None:
+        if order.external_id:
+            self._by_txid[order.external_id] = order
+        if order.is_final:
+            self._live.pop(order.id, None)
+            self._history[order.id] = order
+            self._history.move_to_end(order.id)
+            while len(self._history) > self.config.orders.history_size:
+                _, old = self._history.popitem(last=False)
+                self._by_txid.pop(old.external_id or "", None)
+        else:
+            self._live[order.id] = order
+
+    # -- execute_trade -------------------------------------------------------------------
+    def execute_trade(self, proposal: TradeProposal) -> ExecutionResult:
+        """Validate, size, persist, send. Bad input raises a ProposalError and changes nothing."""
+        if not isinstance(proposal, TradeProposal):
+            raise ProposalError(f"execute_trade needs a TradeProposal, got {type(proposal).__name__}")
+        if self.circuit is not None and not self.circuit.allows_entries():
+            raise CircuitOpenError("new entries are paused: the exchange circuit breaker is open")
+        assert self.positions is not None
+        pair = self.client.pairs.resolve(proposal.symbol)
+        symbol_cfg = self.config.symbol(proposal.symbol)
+        if not symbol_cfg.enabled:
+            raise ProposalError(f"symbol: {proposal.symbol} is disabled in the config")
+        self._check_leverage(proposal, pair, symbol_cfg.max_leverage)
+        reference = proposal.entry_price or self._market_price(proposal.symbol)
+        proposal.check_levels(reference, "entry price" if proposal.entry_price else "market price")
+        volume = self.client.pairs.round_volume(pair, proposal.size_usd / reference)
+        if volume <= 0:
+            raise ProposalError(f"size_usd: {proposal.size_usd} buys nothing at {reference}")
+        self.client.pairs.check_minimums(pair, volume, reference)
+        limit = self.config.limits.max_order_usd
+        if limit is not None and volume * reference > limit:
+            raise ProposalError(f"size_usd: {volume * reference} exceeds limits.max_order_usd {limit}")
+        order_type = proposal.effective_order_type
+        price = None
+        if order_type is OrderType.LIMIT:
+            price = self.client.pairs.round_price(pair, reference, up=proposal.side is OrderSide.SELL)
+        order = Order(symbol=proposal.symbol, side=proposal.side, order_type=order_type, size=volume,
+                      price=price, leverage=proposal.leverage, proposal_id=proposal.id)
+        with self.guard.unit() as unit:
+            self._check_position_limits(proposal.symbol)
+            position = self.positions.open_for(unit, proposal, order)
+            order.position_id = position.id
+            self.track(unit, order)
+        self.send(order)
+        with self.guard.unit() as unit:
+            self.positions.on_entry_sent(unit, order)
+        return ExecutionResult(
+            success=order.state not in (OrderStatus.REJECTED.value, _UNKNOWN),
+            order=order, position_id=order.position_id, error_message=order.error_message,
+            error_type=("outcome_unknown" if order.state == _UNKNOWN
+                        else "rejected" if order.state == OrderStatus.REJECTED.value else None),
+        )
+
+    def _check_leverage(self, proposal: TradeProposal, pair: Any, configured_max: int) -> None:
+        account = self.config.exchange.account
+        if proposal.leverage > 1:
+            if account != "margin":
+                raise ProposalError("leverage: leverage above 1 needs exchange.account: margin")
+            allowed = self.client.pairs.max_leverage(pair, proposal.side.value)
+            if proposal.leverage > min(allowed, configured_max):
+                raise ProposalError(
+                    f"leverage: {proposal.leverage} not allowed for {proposal.symbol} "
+                    f"(pair allows {allowed}, config allows {configured_max})")
+        elif proposal.side is OrderSide.SELL:
+            raise ProposalError("side: a short needs a margin account and leverage >= 2")
+
+    def _check_position_limits(self, symbol: str) -> None:
+        assert self.positions is not None
+        open_positions = self.positions.get_open_positions()
+        limits = self.config.limits
+        if len(open_positions) >= limits.max_open_positions:
+            raise PositionLimitError(f"limits.max_open_positions: {limits.max_open_positions} already open")
+        if sum(1 for p in open_positions if p.symbol == symbol) >= limits.max_positions_per_symbol:
+            raise PositionLimitError(
+                f"limits.max_positions_per_symbol: {limits.max_positions_per_symbol} already open for {symbol}")
+
+    def _market_price(self, symbol: str) -> Decimal:
+        """F02: a market order is sized from a fresh price, never from the USD amount."""
+        assert self.positions is not None
+        cached = self.positions.fresh_price(symbol, self.config.orders.price_max_age_seconds)
+        if cached is not None:
+            return cached
+        price = self.client.ticker_price(symbol)
+        self.positions.remember_price(symbol, price)
+        return price
+
+    # -- sending -----------------------------------------------------------------------------
+    def request_for(self, order: Order) -> OrderRequest:
+        pair = self.client.pairs.resolve(order.symbol)
+        limit_price = trigger = None
+        if order.order_type is OrderType.LIMIT:
+            limit_price = order.price
+        elif order.order_type in (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT):
+            trigger = order.stop_price
+        elif order.order_type in (OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT):
+            trigger, limit_price = order.stop_price, order.price
+        elif order.order_type is not OrderType.MARKET:
+            raise ProposalError(f"order_type: the core does not place {order.order_type.value} orders")
+        return OrderRequest(
+            pair=pair.altname, side=order.side, order_type=order.order_type, volume=order.size,
+            cl_ord_id=order.client_order_id, limit_price=limit_price, trigger_price=trigger,
+            leverage=order.leverage if order.leverage > 1 else None, reduce_only=order.reduce_only,
+        )
+
+    def send(self, order: Order) -> KrakenError | None:
+        """Send a persisted PENDING order; every outcome ends in a persisted state. Returns the exchange error."""
+        try:
+            ack = self.client.add_order(self.request_for(order))
+        except KrakenError as exc:
+            self._record_failure(exc)
+            with self.guard.unit() as unit:
+                if exc.outcome_unknown:
+                    unit.fire(order, "submit_unknown", reason=str(exc))
+                    order.error_message = f"outcome unknown: {exc}"
+                    unit.alert(alerts.ORDER_OUTCOME_UNKNOWN, alerts.HIGH,
+                               f"order {order.id} may or may not be at the exchange; settling by client id",
+                               order_id=order.id, position_id=order.position_id,
+                               client_order_id=order.client_order_id)
+                else:
+                    order.error_message = str(exc)
+                    unit.fire(order, "reject", reason=str(exc))
+                self._index(order)
+            return exc
+        except Exception as exc:  # our own bug or bad data: the order still ends rejected and stored
+            with self.guard.unit() as unit:
+                order.error_message = f"not sent: {exc}"
+                unit.fire(order, "reject", reason=order.error_message)
+                self._index(order)
+            raise
+        self._record_success()
+        with self.guard.unit() as unit:
+            order.external_id = ack.txid
+            unit.fire(order, "acknowledge", reason="recovered by client order id" if ack.recovered else "accepted")
+            self._index(order)
+        return None
+
+    def _record_failure(self, exc: KrakenError) -> None:
+        if self.circuit is not None:
+            self.circuit.record_failure(exc)
+
+    def _record_success(self) -> None:
+        if self.circuit is not None:
+            self.circuit.record_success()
+
+    # -- cancel ----------------------------------------------------------------------------------
+    def cancel_order(self, order_id: str, reason: str = "cancel requested") -> bool:
+        """True when the order is (or already was) no longer working; raises for an unknown id."""
+        order = self.get_order(order_id)
+        if order is None:
+            raise NotFoundError(f"no order {order_id}")
+        with self.guard.unit() as unit:
+            if order.is_final:
+                return True
+            if order.state == _UNKNOWN or order.external_id is None:
+                raise IllegalTransition("order", order.id, order.state, "request_cancel",
+                                        "outcome unknown: settle it first (poll_once)")
+            if order.state != OrderStatus.CANCEL_PENDING.value:
+                unit.fire(order, "request_cancel", reason=reason)
+        try:
+            self.client.cancel_order(txid=order.external_id)
+        except UnknownOrder:
+            log.info("cancel of %s: exchange does not know it as open; looking it up", order.id)
+        except KrakenError as exc:
+            self._record_failure(exc)
+            if not exc.outcome_unknown:
+                with self.guard.unit() as unit:
+                    if order.state == OrderStatus.CANCEL_PENDING.value:
+                        unit.fire(order, "cancel_refused", reason=str(exc))
+                return False
+        self.refresh([order])
+        return order.is_final
+
+    # -- polling ------------------------------------------------------------------------------------
+    def poll_once(self) -> PollReport:
+        """One synchronous cycle: batch-query live orders, settle unknown ones, run due position work."""
+        report = PollReport()
+        with self.guard.lock:
+            live = [o for o in self._live.values() if o.state in _LIVE and o.external_id]
+            unknown = [o for o in self._live.values() if o.state == _UNKNOWN]
+        report.orders_polled = len(live)
+        self.refresh(live, report)
+        for order in unknown:
+            self._settle_unknown(order, report)
+        if self.positions is not None:
+            self.positions.run_due_work()
+        return report
+
+    def refresh(self, orders: list[Order], report: PollReport | None = None) -> None:
+        """Query these orders (≤ batch size per call, in the pool when started) and apply what changed."""
+        report = report if report is not None else PollReport()
+        txids = [o.external_id for o in orders if o.external_id]
+        batches = list(chunks(txids, self.config.orders.query_batch_size))
+        report.api_calls += len(batches)
+        mapper = self.executor.map if self.executor is not None else map
+        for batch, outcome in zip(batches, mapper(self._query_batch, batches)):
+            if isinstance(outcome, Exception):
+                report.errors.append(f"QueryOrders {len(batch)} orders: {outcome}")
+                continue
+            self.apply_results(outcome, report)
+
+    def _query_batch(self, txids: list[str]) -> dict[str, Any] | Exception:
+        try:
+            result = self.client.query_orders(txids, trades=True)
+        except KrakenError as exc:
+            self._record_failure(exc)
+            log.warning("QueryOrders failed for %d orders: %s", len(txids), exc)
+            return exc
+        self._record_success()
+        return result
+
+    def apply_results(self, results: dict[str, Any], report: PollReport) -> None:
+        for txid, info in results.items():
+            order = self.order_by_txid(txid)
+            if order is None:
+                continue
+            try:
+                parsed = parse_order_report(txid, info)
+            except MalformedReport as exc:
+                report.errors.append(str(exc))
+                with self.guard.unit() as unit:
+                    unit.alert(alerts.MALFORMED_REPORT, alerts.WARNING, str(exc), order_id=order.id)
+                continue
+            with self.guard.unit() as unit:
+                report.fills += self.apply_report(unit, order, parsed)
+
+    def _settle_unknown(self, order: Order, report: PollReport) -> None:
+        """Find a SUBMITTED_UNKNOWN order by client order id; never assume either way."""
+        try:
+            found = self.client.find_order(order.client_order_id)
+        except KrakenError as exc:
+            self._record_failure(exc)
+            report.errors.append(f"look-up of {order.client_order_id}: {exc}")
+            return
+        report.api_calls += 2
+        if found is None:
+            deadline = order.created_at.timestamp() + self.config.exchange.submit_deadline_seconds + 60
+            if self.clock() < deadline:
+                return
+            with self.guard.unit() as unit:
+                order.error_message = "not at the exchange after its deadline: never placed"
+                unit.fire(order, "reject", reason=order.error_message)
+                self._index(order)
+                if self.positions is not None:
+                    self.positions.on_order_final(unit, order)
+            report.settled_unknown += 1
+            return
+        txid, info = found
+        with self.guard.unit() as unit:
+            order.external_id = txid
+            unit.fire(order, "acknowledge", reason="found by client order id")
+            self._index(order)
+            report.settled_unknown += 1
+            try:
+                parsed = parse_order_report(txid, info)
+            except MalformedReport as exc:
+                unit.alert(alerts.MALFORMED_REPORT, alerts.WARNING, str(exc), order_id=order.id)
+                return
+            report.fills += self.apply_report(unit, order, parsed)
+
+    def apply_report(self, unit: Unit, order: Order, report: OrderReport) -> int:
+        """Apply one exchange report to one order; returns the number of new fills (0 or 1)."""
+        fills = 0
+        if report.vol != order.size and not order.is_final:
+            unit.touch(order)
+            order.size = report.vol  # the exchange is the truth (an amend, or a manual edit)
+        if report.vol_exec > order.filled_size:
+            fills = self._apply_fill(unit, order, report)
+        if order.is_final:
+            return fills
+        if report.status == "closed" and order.state != OrderStatus.FILLED.value:
+            unit.fire(order, "cancelled", reason="closed short of its volume", payload=report.raw)
+        elif report.status == "canceled":
+            unit.fire(order, "cancelled", reason=report.reason or "canceled at the exchange", payload=report.raw)
+        elif report.status == "expired":
+            unit.fire(order, "expire", reason=report.reason or "expired", payload=report.raw)
+        self._index(order)
+        if order.is_final and self.positions is not None:
+            self.positions.on_order_final(unit, order)
+        return fills
+
+    def _apply_fill(self, unit: Unit, order: Order, report: OrderReport) -> int:
+        qty = report.vol_exec - order.filled_size
+        cost = report.cost - order.filled_cost
+        fee = report.fee - order.fee_amount
+        price = cost / qty if cost > 0 else report.avg_price
+        now = utcnow()
+        new = unit.store.record_fill(f"{order.id}:{format(report.vol_exec, 'f')}", order.id, report.txid,
+                                     list(report.trade_ids), qty, price, fee, report.vol_exec, now)
+        if not new:
+            return 0
+        cumulative_cost = report.cost if report.cost > 0 else report.avg_price * report.vol_exec
+        unit.fire(order, "fill", reason=f"filled {qty} @ {price}", payload=report.raw,
+                  vol_exec=report.vol_exec, cost=cumulative_cost, fee=report.fee)
+        self._index(order)
+        unit.publish({"event": "order_fill", "order_id": order.id, "position_id": order.position_id,
+                      "symbol": order.symbol, "role": order.role.value, "qty": qty, "price": price, "fee": fee,
+                      "filled_size": order.filled_size, "size": order.size})
+        if self.positions is not None:
+            self.positions.on_order_fill(unit, order, qty, price, fee)
+        return 1
+
+    # -- restart -----------------------------------------------------------------------------------
+    def restore(self, orders: Iterable[Order]) -> int:
+        """Re-attach stored unfinished orders in their saved state (no callbacks replayed)."""
+        count = 0
+        with self.guard.lock:
+            for order in orders:
+                if order.is_final:
+                    continue
+                ORDER_KIND.attach(order)
+                self._index(order)
+                count += 1
+        return count

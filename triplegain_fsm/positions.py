@@ -1,0 +1,675 @@
+"""PositionTracker: fills become positions, and every position is kept protected.
+
+The protective legs are driven by one idempotent step, `converge(position)`:
+it compares what the position needs (legs covering its size, nothing working
+once it is closing, no excess after both OCO legs filled) with the orders that
+exist, and makes ONE exchange call towards it at a time, persisting each result
+before the next. Whatever started it (an entry fill, a leg fill, a close, a
+restart), the same code finishes it; a failed step leaves a work record with a
+backoff and an alert, so protection is retried until it holds (F04, F06, F12, F16).
+
+Which legs live where: the stop-loss is always placed at the exchange first.
+The take-profit goes to the exchange too; on a spot account Kraken may refuse
+it because the stop already holds the balance (`EOrder:Insufficient funds`),
+and then it is kept LOCAL and fired by `on_price_update`. A leg that could not
+be placed at all is also watched locally until it is (F09).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from triplegain_fsm import alerts
+from triplegain_fsm.config import Config
+from triplegain_fsm.enums import LegLocation, OrderRole, OrderSide, OrderStatus, OrderType, PositionStatus
+from triplegain_fsm.errors import IllegalTransition, NotFoundError, ProposalError
+from triplegain_fsm.kraken.errors import InsufficientFunds, KrakenError, UnknownOrder
+from triplegain_fsm.machines.position_machine import POSITION_KIND
+from triplegain_fsm.models import Order, Position, TradeProposal, utcnow
+from triplegain_fsm.money import ZERO, positive, to_decimal
+from triplegain_fsm.ticks import HUNDRED, Bounds, compute_bounds, trailing_trigger, watched_by_core
+from triplegain_fsm.unit import StateGuard, Unit
+
+if TYPE_CHECKING:
+    from triplegain_fsm.kraken.client import KrakenClient
+    from triplegain_fsm.orders import OrderExecutionManager
+
+log = logging.getLogger(__name__)
+
+CONVERGE = "converge"
+MAX_STEPS = 8                      # exchange calls one converge may make before yielding
+MIN_RATCHET = Decimal("0.001")     # a trailing stop moves only for >= 0.1 %: amends cost trading budget
+_WORKING = frozenset({OrderStatus.PENDING.value, OrderStatus.SUBMITTED_UNKNOWN.value, OrderStatus.OPEN.value,
+                      OrderStatus.PARTIALLY_FILLED.value, OrderStatus.CANCEL_PENDING.value})
+_RESTING = frozenset({OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value})
+_LEG_ROLES = {OrderRole.STOP_LOSS: "stop_loss", OrderRole.TAKE_PROFIT: "take_profit"}
+
+
+@attrs.frozen
+class Step:
+    """One exchange call converge decided to make."""
+
+    action: str                    # place | amend_qty | cancel | settle | protected
+    role: OrderRole | None = None
+    order: Order | None = None
+    qty: Decimal = ZERO
+
+
+class PositionTracker:
+    def __init__(self, guard: StateGuard, client: KrakenClient, config: Config,
+                 orders: OrderExecutionManager, clock: Callable[[], float] = time.time) -> None:
+        self.guard = guard
+        self.client = client
+        self.config = config
+        self.orders = orders
+        self.clock = clock
+        self._open: dict[str, Position] = {}
+        self._closed: OrderedDict[str, Position] = OrderedDict()
+        self._prices: dict[str, tuple[Decimal, float]] = {}
+        self._bounds: dict[str, Bounds] = {}
+        self._due: dict[str, float] = {}                 # position id -> when its work is due
+        self._attempts: dict[str, int] = {}
+        self._op_locks: dict[str, threading.RLock] = {}
+
+    # -- reads ------------------------------------------------------------------------------
+    def get_position(self, position_id: str) -> Position | None:
+        with self.guard.lock:
+            found = self._open.get(position_id) or self._closed.get(position_id)
+        if found is not None:
+            return found
+        stored = self.guard.store.load_positions("id = ?", (position_id,))
+        return stored[0] if stored else None
+
+    def get_open_positions(self) -> list[Position]:
+        with self.guard.lock:
+            return list(self._open.values())
+
+    def _require(self, position_id: str) -> Position:
+        position = self.get_position(position_id)
+        if position is None:
+            raise NotFoundError(f"no position {position_id}")
+        return position
+
+    # -- prices ------------------------------------------------------------------------------
+    def remember_price(self, symbol: str, price: Decimal) -> None:
+        self._prices[symbol] = (price, self.clock())
+
+    def fresh_price(self, symbol: str, max_age: float) -> Decimal | None:
+        cached = self._prices.get(symbol)
+        if cached is None or self.clock() - cached[1] > max_age:
+            return None
+        return cached[0]
+
+    # -- the index of positions -------------------------------------------------------------------
+    def _index(self, position: Position) -> None:
+        if position.state == PositionStatus.CLOSED.value:
+            self._open.pop(position.id, None)
+            self._closed[position.id] = position
+            while len(self._closed) > self.config.orders.history_size:
+                self._closed.popitem(last=False)
+            self._due.pop(position.id, None)
+        else:
+            self._open[position.id] = position
+        self._rebuild_bounds(position.symbol)
+
+    def _rebuild_bounds(self, symbol: str) -> None:
+        self._bounds[symbol] = compute_bounds(p for p in self._open.values() if p.symbol == symbol)
+
+    def restore(self, positions: list[Position], work: list[dict[str, Any]]) -> int:
+        with self.guard.lock:
+            for position in positions:
+                if position.state == PositionStatus.CLOSED.value:
+                    continue
+                POSITION_KIND.attach(position)
+                self._index(position)
+            for row in work:
+                if row["kind"] == CONVERGE and row["position_id"] in self._open:
+                    self._due[row["position_id"]] = datetime.fromisoformat(row["next_attempt_at"]).timestamp()
+                    self._attempts[row["position_id"]] = int(row["attempts"] or 0)
+            return len(self._open)
+
+    # -- hooks called by the order manager (inside its unit) --------------------------------------------
+    def open_for(self, unit: Unit, proposal: TradeProposal, entry: Order) -> Position:
+        pos_cfg = self.config.positions
+        position = Position(
+            symbol=proposal.symbol, side=proposal.side, leverage=proposal.leverage,
+            stop_loss=proposal.stop_loss, take_profit=proposal.take_profit, entry_order_id=entry.id,
+            trailing_stop_distance_pct=pos_cfg.trailing_distance_pct,
+            trailing_stop_activation_pct=pos_cfg.trailing_activation_pct,
+        )
+        POSITION_KIND.attach(position)
+        unit.touch(position)
+        self._index(position)
+        return position
+
+    def on_entry_sent(self, unit: Unit, entry: Order) -> None:
+        if entry.state == OrderStatus.REJECTED.value:
+            self.on_order_final(unit, entry)
+
+    def on_order_fill(self, unit: Unit, order: Order, qty: Decimal, price: Decimal, fee: Decimal) -> None:
+        position = self._open.get(order.position_id or "")
+        if position is None:
+            unit.alert(alerts.ORPHAN_ORDER, alerts.HIGH, f"fill on order {order.id} with no open position",
+                       order_id=order.id, position_id=order.position_id)
+            return
+        if order.role is OrderRole.ENTRY:
+            unit.fire(position, "entry_filled", reason=f"entry {order.id} filled {qty}", qty=qty, price=price, fee=fee)
+        elif order.role is OrderRole.FLATTEN:
+            unit.fire(position, "flatten_filled", reason=f"flatten {order.id} filled {qty}", qty=qty, price=price,
+                      fee=fee)
+        else:
+            overfill = qty > position.size
+            unit.fire(position, "exit_filled", reason=f"{order.role.value} {order.id} filled {qty}",
+                      qty=qty, price=price, fee=fee)
+            if overfill:
+                unit.alert(alerts.OCO_BOTH_FILLED, alerts.CRITICAL,
+                           f"exits of position {position.id} sold {position.excess_size} more than it held; "
+                           "flattening the excess", position_id=position.id, order_id=order.id,
+                           excess=position.excess_size)
+        self._index(position)
+        self._schedule(unit, position, reason=f"{order.role.value} fill")
+
+    def on_order_final(self, unit: Unit, order: Order) -> None:
+        position = self._open.get(order.position_id or "")
+        if position is None:
+            return
+        if order.role is OrderRole.ENTRY and position.state == PositionStatus.OPENING.value and order.filled_size == 0:
+            position.close_reason = f"entry {order.state.lower()}: {order.error_message or ''}".rstrip(": ")
+            unit.fire(position, "abandon", reason=position.close_reason)
+        elif order.role in _LEG_ROLES and order.state != OrderStatus.FILLED.value:
+            self._leg_gone(unit, position, order)
+        self._index(position)
+        self._schedule(unit, position, reason=f"{order.role.value} {order.state.lower()}")
+
+    def _leg_gone(self, unit: Unit, position: Position, order: Order) -> None:
+        """A leg ended without filling. Expected while closing; otherwise protection was lost."""
+        name = _LEG_ROLES[order.role]
+        if getattr(position, f"{name}_order_id") != order.id:
+            return
+        unit.touch(position)
+        setattr(position, f"{name}_order_id", None)
+        setattr(position, f"{name}_location", LegLocation.NONE)
+        setattr(position, f"{name}_covered", ZERO)
+        if position.state == PositionStatus.PROTECTED.value:
+            unit.fire(position, "protection_lost", reason=f"{name} order {order.id} {order.state.lower()}")
+            unit.alert(alerts.POSITION_UNPROTECTED, alerts.CRITICAL if name == "stop_loss" else alerts.HIGH,
+                       f"{name} of position {position.id} was {order.state.lower()} at the exchange; re-protecting",
+                       position_id=position.id, order_id=order.id)
+
+    # -- work scheduling ----------------------------------------------------------------------------------
+    def _schedule(self, unit: Unit, position: Position, reason: str, delay: float = 0.0,
+                  error: str | None = None) -> None:
+        if position.state == PositionStatus.CLOSED.value:
+            unit.store.done_work(position.id, CONVERGE)
+            self._due.pop(position.id, None)
+            return
+        now = utcnow()
+        due = now + timedelta(seconds=delay)
+        unit.store.put_work(position.id, CONVERGE, {"reason": reason}, now,
+                            attempts=self._attempts.get(position.id, 0), next_attempt_at=due, last_error=error)
+        self._due[position.id] = self.clock() + delay
+
+    def run_due_work(self) -> None:
+        now = self.clock()
+        with self.guard.lock:
+            due = [pid for pid, at in self._due.items() if at <= now]
+        for pid in due:
+            self.converge(pid)
+
+    @contextmanager
+    def _exclusive(self, position_id: str, blocking: bool = True) -> Iterator[bool]:
+        """Serialize exchange work per position (never held with the state lock waiting on it)."""
+        with self.guard.lock:
+            lock = self._op_locks.setdefault(position_id, threading.RLock())
+        acquired = lock.acquire(blocking=blocking)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                lock.release()
+
+    # -- converge -------------------------------------------------------------------------------------------
+    def converge(self, position_id: str) -> Position:
+        """Make the exchange match what the position needs, one persisted call at a time."""
+        with self._exclusive(position_id):
+            position = self._require(position_id)
+            for _ in range(MAX_STEPS):
+                with self.guard.unit() as unit:
+                    step = self._plan(position)
+                    if step is None or step.action in ("settle", "protected", "idle"):
+                        self._finish(unit, position, step)
+                        return position
+                if not self._execute(position, step):
+                    return position
+            with self.guard.unit() as unit:
+                self._schedule(unit, position, reason="more steps needed")
+            return position
+
+    def _legs(self, position: Position) -> dict[OrderRole, Order | None]:
+        legs: dict[OrderRole, Order | None] = {}
+        for role, name in _LEG_ROLES.items():
+            order_id = getattr(position, f"{name}_order_id")
+            legs[role] = self.orders.get_order(order_id) if order_id else None
+        return legs
+
+    def _working_orders(self, position: Position) -> list[Order]:
+        return [o for o in self.orders.get_orders_for_position(position.id) if o.state in _WORKING]
+
+    def _plan(self, position: Position) -> Step | None:
+        """Pure decision: the next exchange call, or what to conclude. Runs under the state lock."""
+        state = position.state
+        if state == PositionStatus.CLOSED.value:
+            return None
+        working = self._working_orders(position)
+        if any(o.state in (OrderStatus.PENDING.value, OrderStatus.SUBMITTED_UNKNOWN.value) for o in working):
+            return Step("idle")  # an order in flight: only a poll can say what it became; never place twice
+        if state == PositionStatus.OPENING.value:
+            return Step("idle")
+        if state == PositionStatus.CLOSING.value:
+            return self._plan_closing(position, working)
+        return self._plan_protection(position)
+
+    def _plan_closing(self, position: Position, working: list[Order]) -> Step:
+        exits = [o for o in working if o.role in (OrderRole.CLOSE, OrderRole.FLATTEN)]
+        for order in working:  # cancel legs and a still-working entry first: they hold the balance
+            if order.role not in (OrderRole.CLOSE, OrderRole.FLATTEN) and order.state in _RESTING:
+                return Step("cancel", order=order)
+        if exits:
+            return Step("idle")
+        if position.excess_size > 0:
+            return Step("place", role=OrderRole.FLATTEN, qty=position.excess_size)
+        if position.size > 0:
+            if position.close_reason is None:  # a leg took part of the size while closing was not asked
+                return Step("reopen")
+            return Step("place", role=OrderRole.CLOSE, qty=position.size)
+        return Step("settle")
+
+    def _plan_protection(self, position: Position) -> Step:
+        legs = self._legs(position)
+        for role, name in _LEG_ROLES.items():
+            level = getattr(position, name)
+            order = legs[role]
+            location = getattr(position, f"{name}_location")
+            if level is None or location is LegLocation.LOCAL:
+                continue
+            if order is None or order.is_final:
+                return Step("place", role=role, qty=position.size)
+            if order.state in _RESTING and order.remaining_size != position.size:
+                return Step("amend_qty", role=role, order=order, qty=order.filled_size + position.size)
+        return Step("protected")
+
+    def _finish(self, unit: Unit, position: Position, step: Step | None) -> None:
+        unit.touch(position)
+        if step is not None and step.action == "settle":
+            unit.fire(position, "settle", reason=position.close_reason or "flat")
+            position.closed_at = utcnow()
+        elif step is not None and step.action == "protected":
+            self._refresh_coverage(position)
+            if position.state == PositionStatus.UNPROTECTED.value and position.legs_cover_size():
+                unit.fire(position, "protected", reason="legs cover the size")
+        self._attempts.pop(position.id, None)
+        unit.store.done_work(position.id, CONVERGE)
+        self._due.pop(position.id, None)
+        self._index(position)
+
+    def _refresh_coverage(self, position: Position) -> None:
+        legs = self._legs(position)
+        for role, name in _LEG_ROLES.items():
+            order = legs[role]
+            if getattr(position, f"{name}_location") is LegLocation.LOCAL:
+                setattr(position, f"{name}_covered", position.size)
+            elif order is not None and order.state in _RESTING:
+                setattr(position, f"{name}_covered", order.remaining_size)
+            else:
+                setattr(position, f"{name}_covered", ZERO)
+
+    # -- executing one step -------------------------------------------------------------------------------------
+    def _execute(self, position: Position, step: Step) -> bool:
+        """Make the call; True when converge may continue, False when it must wait (work rescheduled)."""
+        if step.action == "reopen":
+            with self.guard.unit() as unit:
+                unit.fire(position, "close_failed", reason="exit left size with no close working")
+            return True
+        if step.action == "cancel":
+            assert step.order is not None
+            self.orders.cancel_order(step.order.id, reason=f"position {position.id} closing")
+            return step.order.is_final or self._wait(position, "cancel pending")
+        if step.action == "amend_qty":
+            return self._amend_qty(position, step)
+        assert step.role is not None
+        return self._place(position, step.role, step.qty)
+
+    def _wait(self, position: Position, reason: str) -> bool:
+        with self.guard.unit() as unit:
+            self._schedule(unit, position, reason=reason, delay=self.config.orders.poll_interval_seconds)
+        return False
+
+    def _leg_order(self, position: Position, role: OrderRole, qty: Decimal) -> Order:
+        pos_cfg = self.config.positions
+        side = position.side.opposite
+        margin = position.leverage > 1
+        common = dict(symbol=position.symbol, side=side, size=qty, role=role, position_id=position.id,
+                      leverage=position.leverage, reduce_only=margin, parent_id=position.entry_order_id)
+        if role in (OrderRole.CLOSE, OrderRole.FLATTEN):
+            if role is OrderRole.FLATTEN:
+                common.update(side=position.side, reduce_only=False)
+            return Order(order_type=OrderType.MARKET, **common)
+        level = position.stop_loss if role is OrderRole.STOP_LOSS else position.take_profit
+        pair = self.client.pairs.resolve(position.symbol)
+        # round towards the current price (inside the range): the leg triggers a tick early, never late
+        inside_up = (role is OrderRole.STOP_LOSS) == position.is_long
+        trigger = self.client.pairs.round_price(pair, level, up=inside_up)
+        if role is OrderRole.STOP_LOSS:
+            order_type = OrderType(pos_cfg.stop_loss_order_type)
+        else:
+            order_type = OrderType(pos_cfg.take_profit_order_type)
+        limit = None
+        if order_type in (OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT):
+            slip = pos_cfg.limit_slippage_pct / HUNDRED
+            raw = trigger * (1 - slip) if side is OrderSide.SELL else trigger * (1 + slip)
+            limit = self.client.pairs.round_price(pair, raw, up=side is OrderSide.BUY)
+        return Order(order_type=order_type, stop_price=trigger, price=limit, **common)
+
+    def _place(self, position: Position, role: OrderRole, qty: Decimal) -> bool:
+        order = self._leg_order(position, role, qty)
+        with self.guard.unit() as unit:
+            self.orders.track(unit, order)
+            if role in _LEG_ROLES:
+                name = _LEG_ROLES[role]
+                unit.touch(position)
+                setattr(position, f"{name}_order_id", order.id)
+                sibling = getattr(position, "take_profit_order_id" if role is OrderRole.STOP_LOSS
+                                  else "stop_loss_order_id")
+                order.sibling_id = sibling
+        try:
+            error = self.orders.send(order)
+        except Exception as exc:  # a bug in building the request: the order is already stored as rejected
+            return self._placement_failed(position, order, exc)
+        if order.state == OrderStatus.REJECTED.value:
+            return self._placement_failed(position, order, error or order.error_message)
+        if order.state == OrderStatus.SUBMITTED_UNKNOWN.value:
+            return self._wait(position, f"{role.value} outcome unknown")
+        with self.guard.unit() as unit:
+            unit.touch(position)
+            if role in _LEG_ROLES:
+                name = _LEG_ROLES[role]
+                setattr(position, f"{name}_location", LegLocation.EXCHANGE)
+                setattr(position, f"{name}_covered", order.remaining_size)
+            self._index(position)
+        return True
+
+    def _placement_failed(self, position: Position, order: Order, error: Any) -> bool:
+        role = order.role
+        name = _LEG_ROLES.get(role)
+        keep_local = (name == "take_profit" and self.config.exchange.account == "spot"
+                      and isinstance(error, InsufficientFunds)
+                      and position.stop_loss_location is LegLocation.EXCHANGE)
+        with self.guard.unit() as unit:
+            unit.touch(position)
+            if name is not None:
+                setattr(position, f"{name}_order_id", None)
+            if keep_local:
+                position.take_profit_location = LegLocation.LOCAL
+                position.take_profit_covered = position.size
+                self._index(position)
+                return True
+            if name is not None:
+                setattr(position, f"{name}_location", LegLocation.NONE)
+            attempts = self._attempts.get(position.id, 0) + 1
+            self._attempts[position.id] = attempts
+            delay = min(self.config.positions.protection_retry_base_seconds * 2 ** (attempts - 1),
+                        self.config.positions.protection_retry_max_seconds)
+            severity = alerts.CRITICAL if role in (OrderRole.STOP_LOSS, OrderRole.CLOSE, OrderRole.FLATTEN) \
+                else alerts.HIGH
+            alert_type = alerts.CONTINGENT_ORDER_FAILURE if name else alerts.CLOSE_FAILED
+            unit.alert(alert_type, severity,
+                       f"{role.value} for position {position.id} failed ({error}); retry {attempts} in {delay:.0f}s",
+                       position_id=position.id, order_id=order.id, failed_orders=[role.value], attempts=attempts)
+            if name is not None and position.state == PositionStatus.UNPROTECTED.value:
+                unit.alert(alerts.POSITION_UNPROTECTED, severity,
+                           f"position {position.id} lacks its {name}", position_id=position.id)
+            self._schedule(unit, position, reason=f"{role.value} failed", delay=delay, error=str(error))
+            self._index(position)
+        self._maybe_close_unprotected(position)
+        return False
+
+    def _maybe_close_unprotected(self, position: Position) -> None:
+        limit = self.config.positions.close_unprotected_after_seconds
+        if limit is None or position.state != PositionStatus.UNPROTECTED.value:
+            return
+        if (utcnow() - position.opened_at).total_seconds() >= limit:
+            self._begin_close(position, "unprotected too long")
+
+    def _amend_qty(self, position: Position, step: Step) -> bool:
+        order = step.order
+        assert order is not None and order.external_id is not None
+        try:
+            self.client.amend_order(order.external_id, order_qty=step.qty)
+        except UnknownOrder:
+            self.orders.refresh([order])
+            return True
+        except KrakenError as exc:
+            with self.guard.unit() as unit:
+                unit.alert(alerts.CONTINGENT_ORDER_FAILURE, alerts.HIGH,
+                           f"resizing {order.role.value} {order.id} to {step.qty} failed: {exc}",
+                           position_id=position.id, order_id=order.id)
+            return self._wait(position, f"amend failed: {exc}")
+        with self.guard.unit() as unit:
+            unit.touch(order)
+            order.size = step.qty
+            unit.touch(position)
+            self._refresh_coverage(position)
+        return True
+
+    # -- close ---------------------------------------------------------------------------------------------
+    def close_position(self, position_id: str, reason: str = "manual", price: Any = None) -> Position:
+        """Market-close the position and cancel its legs; CLOSED once the close fills (F12).
+
+        `price` is accepted for the reviewed signature and ignored: the exit price is the fill's.
+        """
+        position = self._require(position_id)
+        if position.state in (PositionStatus.CLOSING.value, PositionStatus.CLOSED.value):
+            raise IllegalTransition("position", position.id, position.state, "begin_close",
+                                    "already closing or closed")
+        self._begin_close(position, reason)
+        return position
+
+    def _begin_close(self, position: Position, reason: str) -> None:
+        with self.guard.unit() as unit:
+            position.close_reason = reason
+            unit.fire(position, "begin_close", reason=reason)
+            self._index(position)
+            self._schedule(unit, position, reason=f"close: {reason}")
+        self.converge(position.id)
+
+    # -- modify ------------------------------------------------------------------------------------------------
+    def modify_position(self, position_id: str, stop_loss: Any = None, take_profit: Any = None) -> Position:
+        """Move SL/TP at the exchange first; the local value changes only once Kraken confirmed (F08)."""
+        new_sl = None if stop_loss is None else positive(stop_loss, "stop_loss")
+        new_tp = None if take_profit is None else positive(take_profit, "take_profit")
+        with self._exclusive(position_id):
+            position = self._require(position_id)
+            if position.state not in (PositionStatus.UNPROTECTED.value, PositionStatus.PROTECTED.value,
+                                      PositionStatus.OPENING.value):
+                raise IllegalTransition("position", position.id, position.state, "modify", "not modifiable")
+            self._check_new_levels(position, new_sl, new_tp)
+            if new_sl is not None:
+                self._move_leg(position, OrderRole.STOP_LOSS, new_sl)
+            if new_tp is not None:
+                self._move_leg(position, OrderRole.TAKE_PROFIT, new_tp)
+        self.converge(position.id)
+        return position
+
+    def _check_new_levels(self, position: Position, sl: Decimal | None, tp: Decimal | None) -> None:
+        price = self.fresh_price(position.symbol, self.config.orders.price_max_age_seconds) or position.entry_price
+        if price is None:
+            return
+        long = position.is_long
+        if sl is not None and (sl >= price if long else sl <= price):
+            raise ProposalError(f"stop_loss: {sl} is on the wrong side of the current price {price}")
+        if tp is not None and (tp <= price if long else tp >= price):
+            raise ProposalError(f"take_profit: {tp} is on the wrong side of the current price {price}")
+
+    def _move_leg(self, position: Position, role: OrderRole, level: Decimal) -> None:
+        name = _LEG_ROLES[role]
+        order = self._legs(position)[role]
+        if order is not None and order.state in _RESTING and order.external_id:
+            pair = self.client.pairs.resolve(position.symbol)
+            trigger = self.client.pairs.round_price(pair, level, up=(role is OrderRole.STOP_LOSS) == position.is_long)
+            try:
+                self.client.amend_order(order.external_id, trigger_price=trigger)
+            except KrakenError as exc:
+                with self.guard.unit() as unit:
+                    unit.alert(alerts.MODIFY_FAILED, alerts.CRITICAL if role is OrderRole.STOP_LOSS else alerts.HIGH,
+                               f"moving {name} of {position.id} to {level} failed: {exc}; keeping {getattr(position, name)}",
+                               position_id=position.id, order_id=order.id)
+                raise
+            with self.guard.unit() as unit:
+                unit.touch(order)
+                order.stop_price = trigger
+                unit.touch(position)
+                setattr(position, name, level)
+                unit.publish({"event": "position_modified", "position_id": position.id, name: level})
+                self._index(position)
+            return
+        with self.guard.unit() as unit:  # kept local, not placed yet, or in flight: converge places it
+            unit.touch(position)
+            setattr(position, name, level)
+            unit.publish({"event": "position_modified", "position_id": position.id, name: level})
+            self._index(position)
+            self._schedule(unit, position, reason=f"{name} moved")
+
+    # -- trailing -------------------------------------------------------------------------------------------------
+    def enable_trailing_stop_for_position(self, position_id: str, distance_pct: Any = None,
+                                          activation_pct: Any = None) -> bool:
+        """Thread-safe (F07): the change is one unit under the state lock."""
+        distance = None if distance_pct is None else positive(distance_pct, "distance_pct")
+        activation = None if activation_pct is None else to_decimal(activation_pct, "activation_pct")
+        if distance is not None and distance >= HUNDRED:
+            raise ProposalError("distance_pct: must be below 100")
+        with self.guard.unit() as unit:
+            position = self._open.get(position_id)
+            if position is None:
+                return False
+            unit.touch(position)
+            position.trailing_stop_enabled = True
+            if distance is not None:
+                position.trailing_stop_distance_pct = distance
+            if activation is not None:
+                position.trailing_stop_activation_pct = activation
+            unit.publish({"event": "trailing_enabled", "position_id": position.id,
+                          "distance_pct": position.trailing_stop_distance_pct})
+            self._index(position)
+        return True
+
+    # -- ticks --------------------------------------------------------------------------------------------------------
+    def on_price_update(self, symbol: str, price: Decimal) -> None:
+        """Called on every tick. A tick that crosses no bound is a dict lookup and two comparisons (F09)."""
+        self._prices[symbol] = (price, self.clock())
+        bounds = self._bounds.get(symbol)
+        if bounds is None or not bounds.crossed(price):
+            return
+        self._on_crossing(symbol, price)
+
+    def check_sl_tp_triggers(self, prices: dict[str, Decimal]) -> list[tuple[Position, str]]:
+        """Positions whose core-watched stop or target the prices cross (no action taken)."""
+        hits: list[tuple[Position, str]] = []
+        with self.guard.lock:
+            for position in self._open.values():
+                price = prices.get(position.symbol)
+                if price is None:
+                    continue
+                kind = _crossed_level(position, price)
+                if kind is not None:
+                    hits.append((position, kind))
+        return hits
+
+    def _on_crossing(self, symbol: str, price: Decimal) -> None:
+        to_close: list[tuple[Position, str]] = []
+        to_trail: list[Position] = []
+        with self.guard.unit() as unit:
+            for position in [p for p in self._open.values() if p.symbol == symbol]:
+                kind = _crossed_level(position, price)
+                if kind is not None:
+                    to_close.append((position, kind))
+                elif self._advance_watermark(unit, position, price):
+                    to_trail.append(position)
+            self._rebuild_bounds(symbol)
+        for position, kind in to_close:
+            if position.state in (PositionStatus.UNPROTECTED.value, PositionStatus.PROTECTED.value):
+                unit_reason = f"{kind} hit at {price} (watched locally)"
+                self._begin_close(position, unit_reason)
+        for position in to_trail:
+            self._ratchet(position)
+
+    def _advance_watermark(self, unit: Unit, position: Position, price: Decimal) -> bool:
+        trigger = trailing_trigger(position)
+        if trigger is None:
+            return False
+        beyond = price >= trigger if position.is_long else price <= trigger
+        if not beyond:
+            return False
+        unit.touch(position)
+        position.trailing_stop_activated = True
+        position.trailing_watermark = price
+        return True
+
+    def _ratchet(self, position: Position) -> None:
+        """Move the stop towards the watermark; never loosen it. Skipped if another call is busy."""
+        with self._exclusive(position.id, blocking=False) as acquired:
+            if not acquired or position.trailing_watermark is None:
+                return
+            distance = (position.trailing_stop_distance_pct or Decimal(0)) / HUNDRED
+            mark = position.trailing_watermark
+            new_stop = mark * (1 - distance) if position.is_long else mark * (1 + distance)
+            current = position.stop_loss
+            if current is not None:
+                tighter = new_stop > current * (1 + MIN_RATCHET) if position.is_long \
+                    else new_stop < current * (1 - MIN_RATCHET)
+                if not tighter:
+                    return
+            try:
+                self._move_leg(position, OrderRole.STOP_LOSS, new_stop)
+            except KrakenError as exc:
+                log.warning("trailing ratchet of %s failed: %s", position.id, exc)
+
+    # -- reporting ----------------------------------------------------------------------------------------------------
+    def fee_summary(self) -> dict[str, Any]:
+        """Fees paid, by symbol and by UTC day, from the fill records (the durable truth)."""
+        rows = self.guard.store._select(
+            "SELECT o.symbol AS symbol, substr(f.at, 1, 10) AS day, f.fee AS fee "
+            "FROM fills f JOIN orders o ON o.id = f.order_id")
+        by_symbol: dict[str, Decimal] = {}
+        by_day: dict[str, dict[str, Decimal]] = {}
+        total = ZERO
+        for row in rows:
+            fee = Decimal(row["fee"])
+            total += fee
+            by_symbol[row["symbol"]] = by_symbol.get(row["symbol"], ZERO) + fee
+            day = by_day.setdefault(row["day"], {})
+            day[row["symbol"]] = day.get(row["symbol"], ZERO) + fee
+        return {"total": total, "by_symbol": by_symbol, "by_day": by_day}
+
+
+def _crossed_level(position: Position, price: Decimal) -> str | None:
+    """Which core-watched level (stop_loss / take_profit) the price crossed, if any."""
+    if position.state not in (PositionStatus.UNPROTECTED.value, PositionStatus.PROTECTED.value):
+        return None
+    long = position.is_long
+    stop, target = position.stop_loss, position.take_profit
+    if stop is not None and watched_by_core(position.stop_loss_location):
+        if (price <= stop) if long else (price >= stop):
+            return "stop_loss"
+    if target is not None and watched_by_core(position.take_profit_location):
+        if (price >= target) if long else (price <= target):
+            return "take_profit"
+    return None

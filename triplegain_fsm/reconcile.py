@@ -1,0 +1,120 @@
+"""Reconciliation: find every difference between the store and the exchange (F05).
+
+Repairs what is safe through the machines (fills and cancels we missed are
+applied as reports; a leg cancelled by hand makes its position re-protect) and
+alerts on the rest (orders or holdings the core does not know about).
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from triplegain_fsm import alerts
+from triplegain_fsm.enums import OrderSide, PositionStatus
+from triplegain_fsm.orders import PollReport
+
+if TYPE_CHECKING:
+    from triplegain_fsm.core import ExecutionCore
+
+
+@attrs.define
+class SyncReport:
+    orders_checked: int = 0
+    orders_updated: int = 0
+    unknown_settled: int = 0
+    unknown_exchange_orders: list[str] = attrs.field(factory=list)
+    position_drift: list[dict[str, Any]] = attrs.field(factory=list)
+    positions_reprotected: int = 0
+    errors: list[str] = attrs.field(factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class Reconciler:
+    def __init__(self, core: ExecutionCore) -> None:
+        self.core = core
+
+    def run(self) -> SyncReport:
+        core = self.core
+        report = SyncReport()
+        before = {o.id: (o.state, o.filled_size) for o in core.orders.get_open_orders()}
+        poll = PollReport()
+        live = [o for o in core.orders.get_open_orders() if o.external_id]
+        core.orders.refresh(live, poll)
+        for order in [o for o in core.orders.get_open_orders() if not o.external_id]:
+            core.orders._settle_unknown(order, poll)
+        report.orders_checked = len(before)
+        report.unknown_settled = poll.settled_unknown
+        report.errors.extend(poll.errors)
+        for order_id, (state, filled) in before.items():
+            order = core.orders.get_order(order_id)
+            if order is not None and (order.state, order.filled_size) != (state, filled):
+                report.orders_updated += 1
+        self._unknown_orders(report)
+        self._positions(report)
+        for position in core.positions.get_open_positions():
+            if position.state == PositionStatus.UNPROTECTED.value:
+                core.positions.converge(position.id)
+                report.positions_reprotected += int(position.state == PositionStatus.PROTECTED.value)
+        return report
+
+    def _unknown_orders(self, report: SyncReport) -> None:
+        core = self.core
+        open_at_exchange = core.client.open_orders()
+        unknown = [txid for txid in open_at_exchange if core.orders.order_by_txid(txid) is None
+                   and not core.store.load_orders("external_id = ?", (txid,))]
+        if not unknown:
+            return
+        report.unknown_exchange_orders = unknown
+        with core.guard.unit() as unit:
+            for txid in unknown:
+                info = open_at_exchange[txid]
+                descr = info.get("descr", {}) if isinstance(info, dict) else {}
+                unit.alert(alerts.EXCHANGE_DRIFT, alerts.HIGH,
+                           f"open order {txid} at the exchange is not the core's: {descr.get('order', '?')}",
+                           txid=txid)
+
+    def _positions(self, report: SyncReport) -> None:
+        """Compare what the core holds with what the exchange holds, per base asset (spot) or pair (margin)."""
+        core = self.core
+        if core.config.exchange.account == "margin":
+            held = self._margin_exposure()
+        else:
+            held = self._spot_holdings()
+        expected: dict[str, Decimal] = {}
+        for position in core.positions.get_open_positions():
+            key = self._key(position.symbol)
+            sign = 1 if position.side is OrderSide.BUY else -1
+            expected[key] = expected.get(key, Decimal(0)) + sign * (position.size - position.excess_size)
+        drift = []
+        for key in sorted(set(expected) | {k for k, v in held.items() if v}):
+            want, have = expected.get(key, Decimal(0)), held.get(key, Decimal(0))
+            short = want > 0 and have < want if core.config.exchange.account == "spot" else want != have
+            if short:
+                drift.append({"asset": key, "core": str(want), "exchange": str(have)})
+        if drift:
+            report.position_drift = drift
+            with core.guard.unit() as unit:
+                for item in drift:
+                    unit.alert(alerts.EXCHANGE_DRIFT, alerts.CRITICAL,
+                               f"{item['asset']}: core holds {item['core']}, exchange {item['exchange']}", **item)
+
+    def _key(self, symbol: str) -> str:
+        pair = self.core.client.pairs.resolve(symbol)
+        return pair.base if self.core.config.exchange.account == "spot" else pair.altname
+
+    def _spot_holdings(self) -> dict[str, Decimal]:
+        return dict(self.core.client.balances())
+
+    def _margin_exposure(self) -> dict[str, Decimal]:
+        exposure: dict[str, Decimal] = {}
+        pairs = self.core.client.pairs
+        for row in self.core.client.open_positions().values():
+            pair = pairs.resolve(row["pair"]).altname
+            sign = 1 if row["type"] == "buy" else -1
+            open_vol = Decimal(row["vol"]) - Decimal(row.get("vol_closed", "0"))
+            exposure[pair] = exposure.get(pair, Decimal(0)) + sign * open_vol
+        return exposure
