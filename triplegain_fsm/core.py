@@ -93,7 +93,7 @@ class ExecutionCore:
                 credentials = loaded
             client = KrakenClient(credentials.api_key, credentials.api_secret, exchange.base_url,
                                   tier=exchange.tier, timeout=exchange.timeout_seconds,
-                                  user_agent=exchange.user_agent, submit_deadline=exchange.submit_deadline_seconds)
+                                  user_agent=exchange.user_agent, deadline_seconds=exchange.submit_deadline_seconds)
             if paper is not None:
                 paper.mount(client.session, exchange.base_url)
         return cls(config, client, Store(config.storage.path), paper=paper, **kwargs)

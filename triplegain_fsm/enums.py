@@ -12,7 +12,7 @@ class OrderSide(str, Enum):
     SELL = "sell"
 
     @property
-    def opposite(self) -> "OrderSide":
+    def opposite(self) -> OrderSide:
         return OrderSide.SELL if self is OrderSide.BUY else OrderSide.BUY
 
 

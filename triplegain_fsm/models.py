@@ -16,7 +16,6 @@ from typing import Any
 import attrs
 
 from triplegain_fsm.enums import (
-    FINAL_ORDER_STATUSES,
     LegLocation,
     OrderRole,
     OrderSide,
@@ -102,11 +101,13 @@ class TradeProposal:
         long = self.side is OrderSide.BUY
         if self.stop_loss is not None and (self.stop_loss >= reference if long else self.stop_loss <= reference):
             raise ProposalError(
-                f"stop_loss: {self.stop_loss} is on the wrong side of the {what} {reference} for a {self.side.value}"
+                f"stop_loss: {self.stop_loss} is on the wrong side of the {what} {reference} "
+                f"for a {self.side.value}"
             )
         if self.take_profit is not None and (self.take_profit <= reference if long else self.take_profit >= reference):
             raise ProposalError(
-                f"take_profit: {self.take_profit} is on the wrong side of the {what} {reference} for a {self.side.value}"
+                f"take_profit: {self.take_profit} is on the wrong side of the {what} {reference} "
+                f"for a {self.side.value}"
             )
 
 

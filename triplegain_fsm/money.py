@@ -15,7 +15,7 @@ ZERO = Decimal(0)
 
 def to_decimal(value: Any, name: str) -> Decimal:
     """Coerce an int, str or Decimal to a finite Decimal; anything else is an error naming the field."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise ValidationError(f"{name}: {type(value).__name__} is not accepted for money, pass Decimal or str")
     if isinstance(value, Decimal):
         result = value

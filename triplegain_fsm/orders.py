@@ -21,7 +21,7 @@ import attrs
 
 from triplegain_fsm import alerts
 from triplegain_fsm.config import Config
-from triplegain_fsm.enums import OrderRole, OrderSide, OrderStatus, OrderType
+from triplegain_fsm.enums import OrderSide, OrderStatus, OrderType
 from triplegain_fsm.errors import (
     CircuitOpenError,
     IllegalTransition,
@@ -302,7 +302,7 @@ class OrderExecutionManager:
         batches = list(chunks(txids, self.config.orders.query_batch_size))
         report.api_calls += len(batches)
         mapper = self.executor.map if self.executor is not None else map
-        for batch, outcome in zip(batches, mapper(self._query_batch, batches)):
+        for batch, outcome in zip(batches, mapper(self._query_batch, batches), strict=False):
             if isinstance(outcome, Exception):
                 report.errors.append(f"QueryOrders {len(batch)} orders: {outcome}")
                 continue

@@ -51,6 +51,8 @@ MIN_RATCHET = Decimal("0.001")     # a trailing stop moves only for >= 0.1 %: am
 _WORKING = frozenset({OrderStatus.PENDING.value, OrderStatus.SUBMITTED_UNKNOWN.value, OrderStatus.OPEN.value,
                       OrderStatus.PARTIALLY_FILLED.value, OrderStatus.CANCEL_PENDING.value})
 _RESTING = frozenset({OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value})
+_IN_FLIGHT = frozenset({OrderStatus.PENDING.value, OrderStatus.SUBMITTED_UNKNOWN.value,
+                        OrderStatus.CANCEL_PENDING.value})
 _LEG_ROLES = {OrderRole.STOP_LOSS: "stop_loss", OrderRole.TAKE_PROFIT: "take_profit"}
 
 
@@ -58,7 +60,7 @@ _LEG_ROLES = {OrderRole.STOP_LOSS: "stop_loss", OrderRole.TAKE_PROFIT: "take_pro
 class Step:
     """One exchange call converge decided to make."""
 
-    action: str                    # place | amend_qty | cancel | settle | protected
+    action: str                    # place | amend_qty | cancel | reopen | settle | protected | idle | wait
     role: OrderRole | None = None
     order: Order | None = None
     qty: Decimal = ZERO
@@ -248,6 +250,9 @@ class PositionTracker:
                     if step is None or step.action in ("settle", "protected", "idle"):
                         self._finish(unit, position, step)
                         return position
+                if step.action == "wait":
+                    self._wait(position, "an order of the position is in flight")
+                    return position
                 if not self._execute(position, step):
                     return position
             with self.guard.unit() as unit:
@@ -269,11 +274,11 @@ class PositionTracker:
         state = position.state
         if state == PositionStatus.CLOSED.value:
             return None
-        working = self._working_orders(position)
-        if any(o.state in (OrderStatus.PENDING.value, OrderStatus.SUBMITTED_UNKNOWN.value) for o in working):
-            return Step("idle")  # an order in flight: only a poll can say what it became; never place twice
         if state == PositionStatus.OPENING.value:
-            return Step("idle")
+            return Step("idle")  # nothing to protect until the entry fills; its fill schedules us again
+        working = self._working_orders(position)
+        if any(o.state in _IN_FLIGHT for o in working):
+            return Step("wait")  # only a poll can say what an in-flight order became: never place twice
         if state == PositionStatus.CLOSING.value:
             return self._plan_closing(position, working)
         return self._plan_protection(position)
@@ -328,8 +333,10 @@ class PositionTracker:
             if getattr(position, f"{name}_location") is LegLocation.LOCAL:
                 setattr(position, f"{name}_covered", position.size)
             elif order is not None and order.state in _RESTING:
+                setattr(position, f"{name}_location", LegLocation.EXCHANGE)
                 setattr(position, f"{name}_covered", order.remaining_size)
             else:
+                setattr(position, f"{name}_location", LegLocation.NONE)
                 setattr(position, f"{name}_covered", ZERO)
 
     # -- executing one step -------------------------------------------------------------------------------------
@@ -529,9 +536,10 @@ class PositionTracker:
                 self.client.amend_order(order.external_id, trigger_price=trigger)
             except KrakenError as exc:
                 with self.guard.unit() as unit:
-                    unit.alert(alerts.MODIFY_FAILED, alerts.CRITICAL if role is OrderRole.STOP_LOSS else alerts.HIGH,
-                               f"moving {name} of {position.id} to {level} failed: {exc}; keeping {getattr(position, name)}",
-                               position_id=position.id, order_id=order.id)
+                    severity = alerts.CRITICAL if role is OrderRole.STOP_LOSS else alerts.HIGH
+                    unit.alert(alerts.MODIFY_FAILED, severity,
+                               f"moving {name} of {position.id} to {level} failed: {exc}; "
+                               f"keeping {getattr(position, name)}", position_id=position.id, order_id=order.id)
                 raise
             with self.guard.unit() as unit:
                 unit.touch(order)
@@ -666,10 +674,10 @@ def _crossed_level(position: Position, price: Decimal) -> str | None:
         return None
     long = position.is_long
     stop, target = position.stop_loss, position.take_profit
-    if stop is not None and watched_by_core(position.stop_loss_location):
-        if (price <= stop) if long else (price >= stop):
-            return "stop_loss"
-    if target is not None and watched_by_core(position.take_profit_location):
-        if (price >= target) if long else (price <= target):
-            return "take_profit"
+    stop_watched = stop is not None and watched_by_core(position.stop_loss_location)
+    if stop_watched and ((price <= stop) if long else (price >= stop)):
+        return "stop_loss"
+    target_watched = target is not None and watched_by_core(position.take_profit_location)
+    if target_watched and ((price >= target) if long else (price <= target)):
+        return "take_profit"
     return None

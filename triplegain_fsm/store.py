@@ -233,7 +233,7 @@ class Store:
         with self._lock:
             cursor = self.db.execute(sql, params)
             names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
 
     def load_orders(self, where: str = "1=1", params: tuple[Any, ...] = ()) -> list[Order]:
         return [_build(Order, row) for row in self._select(f"SELECT * FROM orders WHERE {where}", params)]

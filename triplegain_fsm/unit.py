@@ -22,7 +22,7 @@ from triplegain_fsm.bus import EXECUTION, RISK_ALERTS, MessageBus
 from triplegain_fsm.machines.base import MachineKind, restore, snapshot
 from triplegain_fsm.machines.order_machine import ORDER_KIND
 from triplegain_fsm.machines.position_machine import POSITION_KIND
-from triplegain_fsm.models import Order, Position, utcnow
+from triplegain_fsm.models import Order, utcnow
 from triplegain_fsm.store import Store
 
 

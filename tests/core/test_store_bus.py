@@ -106,7 +106,7 @@ def test_concurrent_units_do_not_lose_writes(store):
               for _ in range(8)]
 
     def work(order):
-        for i in range(50):
+        for _ in range(50):
             with guard.unit() as unit:
                 unit.touch(order)
                 order.fee_amount += D(1)
