@@ -35,6 +35,19 @@ from triplegain_fsm.unit import StateGuard
 log = logging.getLogger(__name__)
 
 
+def paper_exchange(config: Config) -> Any:
+    """The in-process paper exchange the config describes (the embedded default)."""
+    from triplegain_fsm.paper import PaperExchange
+
+    paper = config.paper
+    return PaperExchange(balances=dict(paper.balances), prices=dict(paper.prices),
+                         liquidity_per_tick=paper.liquidity_per_tick, account=config.exchange.account)
+
+
+def _no_wait(seconds: float) -> None:
+    """Paper mode: the pacer's waits are bookkeeping only."""
+
+
 @attrs.define
 class CoreStatus:
     open_orders: int
@@ -80,12 +93,12 @@ class ExecutionCore:
         paper = None
         exchange = config.exchange
         if client is None:
+            extra: dict[str, Any] = {}
             if exchange.mode == "paper":
-                from triplegain_fsm.paper import PaperExchange, paper_from_config
-
-                paper = paper_from_config(config)
-                assert isinstance(paper, PaperExchange)
+                paper = paper_exchange(config)
                 credentials = Credentials(api_key=paper.api_key, api_secret=paper.api_secret)
+                # the in-process paper exchange enforces no rate limit, so the pacer need not sleep
+                extra["sleep"] = _no_wait
             else:
                 loaded = load_credentials(exchange, environ=environ)
                 if loaded is None:
@@ -93,7 +106,8 @@ class ExecutionCore:
                 credentials = loaded
             client = KrakenClient(credentials.api_key, credentials.api_secret, exchange.base_url,
                                   tier=exchange.tier, timeout=exchange.timeout_seconds,
-                                  user_agent=exchange.user_agent, deadline_seconds=exchange.submit_deadline_seconds)
+                                  user_agent=exchange.user_agent, deadline_seconds=exchange.submit_deadline_seconds,
+                                  **extra)
             if paper is not None:
                 paper.mount(client.session, exchange.base_url)
         return cls(config, client, Store(config.storage.path), paper=paper, **kwargs)

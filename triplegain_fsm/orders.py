@@ -267,7 +267,9 @@ class OrderExecutionManager:
             if order.state != OrderStatus.CANCEL_PENDING.value:
                 unit.fire(order, "request_cancel", reason=reason)
         try:
-            self.client.cancel_order(txid=order.external_id)
+            age = self.clock() - order.created_at.timestamp()
+            self.client.cancel_order(txid=order.external_id, pair=self.client.pairs.resolve(order.symbol).altname,
+                                     order_age=age)
         except UnknownOrder:
             log.info("cancel of %s: exchange does not know it as open; looking it up", order.id)
         except KrakenError as exc:

@@ -80,7 +80,7 @@ class Unit:
 
 def _event_payload(model: Any, record: Any) -> dict[str, Any]:
     payload = {
-        "event": f"{record.entity}_{record.trigger}",
+        "event": f"{record.entity}_transition",
         "entity": record.entity,
         f"{record.entity}_id": record.entity_id,
         "from_state": record.from_state,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -183,3 +184,7 @@ class MachineModel:
         records = getattr(self, "_pending_records", [])
         self._pending_records = []
         return records
+
+
+# transitions logs every callback at INFO; one line per trigger is noise next to our own events table
+logging.getLogger("transitions").setLevel(logging.WARNING)
