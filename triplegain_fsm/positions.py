@@ -227,6 +227,16 @@ class PositionTracker:
         for pid in due:
             self.converge(pid)
 
+    def reprotect_idle(self) -> int:
+        """Converge unprotected positions that have no retry scheduled (a retry keeps its backoff)."""
+        with self.guard.lock:
+            idle = [p.id for p in self._open.values()
+                    if p.state == PositionStatus.UNPROTECTED.value and p.id not in self._due]
+        for pid in idle:
+            self.converge(pid)
+        return sum(1 for pid in idle if self._open.get(pid) is not None
+                   and self._open[pid].state == PositionStatus.PROTECTED.value)
+
     @contextmanager
     def _exclusive(self, position_id: str, blocking: bool = True) -> Iterator[bool]:
         """Serialize exchange work per position (never held with the state lock waiting on it)."""
@@ -545,8 +555,8 @@ class PositionTracker:
                 unit.touch(order)
                 order.stop_price = trigger
                 unit.touch(position)
-                setattr(position, name, level)
-                unit.publish({"event": "position_modified", "position_id": position.id, name: level})
+                setattr(position, name, trigger)  # what the exchange holds, to the tick
+                unit.publish({"event": "position_modified", "position_id": position.id, name: trigger})
                 self._index(position)
             return
         with self.guard.unit() as unit:  # kept local, not placed yet, or in flight: converge places it

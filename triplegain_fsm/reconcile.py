@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from triplegain_fsm import alerts
-from triplegain_fsm.enums import OrderSide, PositionStatus
+from triplegain_fsm.enums import OrderSide
 from triplegain_fsm.orders import PollReport
 
 if TYPE_CHECKING:
@@ -55,10 +55,7 @@ class Reconciler:
                 report.orders_updated += 1
         self._unknown_orders(report)
         self._positions(report)
-        for position in core.positions.get_open_positions():
-            if position.state == PositionStatus.UNPROTECTED.value:
-                core.positions.converge(position.id)
-                report.positions_reprotected += int(position.state == PositionStatus.PROTECTED.value)
+        report.positions_reprotected = core.positions.reprotect_idle()
         return report
 
     def _unknown_orders(self, report: SyncReport) -> None:

@@ -197,7 +197,7 @@ def test_position_limits_are_enforced(make_core):
     assert core.paper.calls.count("AddOrder") == 2
 
 
-# -- reads, bus, threads ------------------------------------------------------------------------------------------------
+# -- reads, bus, threads -----------------------------------------------------------------------------
 
 def test_reads_find_every_order_of_a_position(make_core):
     core = make_core(account="margin")
