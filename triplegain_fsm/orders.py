@@ -92,6 +92,11 @@ class OrderExecutionManager:
             known.setdefault(order.id, order)
         return sorted(known.values(), key=lambda o: o.created_at)
 
+    def working_for_position(self, position_id: str) -> list[Order]:
+        """The position's unfinished orders, from memory (every unfinished order is indexed there)."""
+        with self.guard.lock:
+            return [o for o in self._live.values() if o.position_id == position_id]
+
     def order_by_txid(self, txid: str) -> Order | None:
         with self.guard.lock:
             return self._by_txid.get(txid)
@@ -396,10 +401,9 @@ class OrderExecutionManager:
         fee = report.fee - order.fee_amount
         price = cost / qty if cost > 0 else report.avg_price
         now = utcnow()
-        new = unit.store.record_fill(f"{order.id}:{format(report.vol_exec, 'f')}", order.id, report.txid,
-                                     list(report.trade_ids), qty, price, fee, report.vol_exec, now)
-        if not new:
-            return 0
+        fill_key = f"{order.id}:{format(report.vol_exec, 'f')}"
+        unit.write(lambda store: store.record_fill(fill_key, order.id, report.txid, list(report.trade_ids), qty,
+                                                   price, fee, report.vol_exec, now))
         cumulative_cost = report.cost if report.cost > 0 else report.avg_price * report.vol_exec
         unit.fire(order, "fill", reason=f"filled {qty} @ {price}", payload=report.raw,
                   vol_exec=report.vol_exec, cost=cumulative_cost, fee=report.fee)
@@ -415,11 +419,13 @@ class OrderExecutionManager:
     def restore(self, orders: Iterable[Order]) -> int:
         """Re-attach stored unfinished orders in their saved state (no callbacks replayed)."""
         count = 0
-        with self.guard.lock:
+        with self.guard.unit() as unit:
             for order in orders:
                 if order.is_final:
                     continue
                 ORDER_KIND.attach(order)
+                if order.state == OrderStatus.PENDING.value:  # it may have left before the crash
+                    unit.fire(order, "submit_unknown", reason="restart: may have been sent; settling by client id")
                 self._index(order)
                 count += 1
         return count

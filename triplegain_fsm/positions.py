@@ -81,6 +81,7 @@ class PositionTracker:
         self._due: dict[str, float] = {}                 # position id -> when its work is due
         self._attempts: dict[str, int] = {}
         self._op_locks: dict[str, threading.RLock] = {}
+        self._prepared: set[str] = set()                 # PENDING legs created with a fill, not yet sent
 
     # -- reads ------------------------------------------------------------------------------
     def get_position(self, position_id: str) -> Position | None:
@@ -179,6 +180,20 @@ class PositionTracker:
                            excess=position.excess_size)
         self._index(position)
         self._schedule(unit, position, reason=f"{order.role.value} fill")
+        self._prepare(unit, position)
+
+    def _prepare(self, unit: Unit, position: Position) -> None:
+        """Create the first protective order inside the fill's own transaction (F06).
+
+        The fill, the position, the work record and the PENDING order commit
+        together, so the request can go out right after that one commit; a
+        crash before it is sent leaves a PENDING order that restart settles by
+        client order id.
+        """
+        step = self._plan(position)
+        if step is not None and step.action == "place" and step.role is not None:
+            order = self._new_order(unit, position, step.role, step.qty)
+            self._prepared.add(order.id)
 
     def on_order_final(self, unit: Unit, order: Order) -> None:
         position = self._open.get(order.position_id or "")
@@ -211,13 +226,14 @@ class PositionTracker:
     def _schedule(self, unit: Unit, position: Position, reason: str, delay: float = 0.0,
                   error: str | None = None) -> None:
         if position.state == PositionStatus.CLOSED.value:
-            unit.store.done_work(position.id, CONVERGE)
+            unit.write(lambda store: store.done_work(position.id, CONVERGE))
             self._due.pop(position.id, None)
             return
         now = utcnow()
         due = now + timedelta(seconds=delay)
-        unit.store.put_work(position.id, CONVERGE, {"reason": reason}, now,
-                            attempts=self._attempts.get(position.id, 0), next_attempt_at=due, last_error=error)
+        attempts = self._attempts.get(position.id, 0)
+        unit.write(lambda store: store.put_work(position.id, CONVERGE, {"reason": reason}, now, attempts=attempts,
+                                                next_attempt_at=due, last_error=error))
         self._due[position.id] = self.clock() + delay
 
     def run_due_work(self) -> None:
@@ -276,9 +292,6 @@ class PositionTracker:
             legs[role] = self.orders.get_order(order_id) if order_id else None
         return legs
 
-    def _working_orders(self, position: Position) -> list[Order]:
-        return [o for o in self.orders.get_orders_for_position(position.id) if o.state in _WORKING]
-
     def _plan(self, position: Position) -> Step | None:
         """Pure decision: the next exchange call, or what to conclude. Runs under the state lock."""
         state = position.state
@@ -286,7 +299,10 @@ class PositionTracker:
             return None
         if state == PositionStatus.OPENING.value:
             return Step("idle")  # nothing to protect until the entry fills; its fill schedules us again
-        working = self._working_orders(position)
+        working = self.orders.working_for_position(position.id)
+        prepared = [o for o in working if o.id in self._prepared]
+        if prepared:
+            return Step("send", order=prepared[0])
         if any(o.state in _IN_FLIGHT for o in working):
             return Step("wait")  # only a poll can say what an in-flight order became: never place twice
         if state == PositionStatus.CLOSING.value:
@@ -323,31 +339,37 @@ class PositionTracker:
         return Step("protected")
 
     def _finish(self, unit: Unit, position: Position, step: Step | None) -> None:
-        unit.touch(position)
         if step is not None and step.action == "settle":
             unit.fire(position, "settle", reason=position.close_reason or "flat")
             position.closed_at = utcnow()
         elif step is not None and step.action == "protected":
-            self._refresh_coverage(position)
+            self._refresh_coverage(unit, position)
             if position.state == PositionStatus.UNPROTECTED.value and position.legs_cover_size():
                 unit.fire(position, "protected", reason="legs cover the size")
-        self._attempts.pop(position.id, None)
-        unit.store.done_work(position.id, CONVERGE)
-        self._due.pop(position.id, None)
+        was_due = self._due.pop(position.id, None) is not None
+        had_attempts = self._attempts.pop(position.id, None) is not None
+        if was_due or had_attempts:
+            unit.write(lambda store: store.done_work(position.id, CONVERGE))
         self._index(position)
 
-    def _refresh_coverage(self, position: Position) -> None:
+    def _refresh_coverage(self, unit: Unit, position: Position) -> None:
+        """Record where each leg lives and how much it covers; touches the row only if that changed."""
         legs = self._legs(position)
+        wanted: dict[str, Any] = {}
         for role, name in _LEG_ROLES.items():
             order = legs[role]
             if getattr(position, f"{name}_location") is LegLocation.LOCAL:
-                setattr(position, f"{name}_covered", position.size)
+                wanted[f"{name}_covered"] = position.size
             elif order is not None and order.state in _RESTING:
-                setattr(position, f"{name}_location", LegLocation.EXCHANGE)
-                setattr(position, f"{name}_covered", order.remaining_size)
+                wanted[f"{name}_location"] = LegLocation.EXCHANGE
+                wanted[f"{name}_covered"] = order.remaining_size
             else:
-                setattr(position, f"{name}_location", LegLocation.NONE)
-                setattr(position, f"{name}_covered", ZERO)
+                wanted[f"{name}_location"] = LegLocation.NONE
+                wanted[f"{name}_covered"] = ZERO
+        if any(getattr(position, key) != value for key, value in wanted.items()):
+            unit.touch(position)
+            for key, value in wanted.items():
+                setattr(position, key, value)
 
     # -- executing one step -------------------------------------------------------------------------------------
     def _execute(self, position: Position, step: Step) -> bool:
@@ -362,8 +384,14 @@ class PositionTracker:
             return step.order.is_final or self._wait(position, "cancel pending")
         if step.action == "amend_qty":
             return self._amend_qty(position, step)
+        if step.action == "send":
+            assert step.order is not None
+            self._prepared.discard(step.order.id)
+            return self._send(position, step.order)
         assert step.role is not None
-        return self._place(position, step.role, step.qty)
+        with self.guard.unit() as unit:
+            order = self._new_order(unit, position, step.role, step.qty)
+        return self._send(position, order)
 
     def _wait(self, position: Position, reason: str) -> bool:
         with self.guard.unit() as unit:
@@ -396,17 +424,19 @@ class PositionTracker:
             limit = self.client.pairs.round_price(pair, raw, up=side is OrderSide.BUY)
         return Order(order_type=order_type, stop_price=trigger, price=limit, **common)
 
-    def _place(self, position: Position, role: OrderRole, qty: Decimal) -> bool:
+    def _new_order(self, unit: Unit, position: Position, role: OrderRole, qty: Decimal) -> Order:
+        """A PENDING protective/close order, linked to its position, persisted by the unit."""
         order = self._leg_order(position, role, qty)
-        with self.guard.unit() as unit:
-            self.orders.track(unit, order)
-            if role in _LEG_ROLES:
-                name = _LEG_ROLES[role]
-                unit.touch(position)
-                setattr(position, f"{name}_order_id", order.id)
-                sibling = getattr(position, "take_profit_order_id" if role is OrderRole.STOP_LOSS
-                                  else "stop_loss_order_id")
-                order.sibling_id = sibling
+        self.orders.track(unit, order)
+        if role in _LEG_ROLES:
+            unit.touch(position)
+            setattr(position, f"{_LEG_ROLES[role]}_order_id", order.id)
+            sibling = "take_profit_order_id" if role is OrderRole.STOP_LOSS else "stop_loss_order_id"
+            order.sibling_id = getattr(position, sibling)
+        return order
+
+    def _send(self, position: Position, order: Order) -> bool:
+        role = order.role
         try:
             error = self.orders.send(order)
         except Exception as exc:  # a bug in building the request: the order is already stored as rejected
@@ -415,13 +445,13 @@ class PositionTracker:
             return self._placement_failed(position, order, error or order.error_message)
         if order.state == OrderStatus.SUBMITTED_UNKNOWN.value:
             return self._wait(position, f"{role.value} outcome unknown")
-        with self.guard.unit() as unit:
-            unit.touch(position)
-            if role in _LEG_ROLES:
+        if role in _LEG_ROLES:
+            with self.guard.unit() as unit:
+                unit.touch(position)
                 name = _LEG_ROLES[role]
                 setattr(position, f"{name}_location", LegLocation.EXCHANGE)
                 setattr(position, f"{name}_covered", order.remaining_size)
-            self._index(position)
+                self._index(position)
         return True
 
     def _placement_failed(self, position: Position, order: Order, error: Any) -> bool:
@@ -483,8 +513,7 @@ class PositionTracker:
         with self.guard.unit() as unit:
             unit.touch(order)
             order.size = step.qty
-            unit.touch(position)
-            self._refresh_coverage(position)
+            self._refresh_coverage(unit, position)
         return True
 
     # -- close ---------------------------------------------------------------------------------------------

@@ -194,7 +194,8 @@ class Store:
 
     def record_fill(self, fill_key: str, order_id: str, txid: str | None, trade_ids: list[str],
                     qty: Decimal, price: Decimal, fee: Decimal, vol_exec: Decimal, at: datetime) -> bool:
-        """Insert a fill once; False when this fill was already recorded (idempotent)."""
+        """Insert a fill once. The order machine's guard already refuses a repeated fill; the unique
+        key is the backstop, and hitting it means memory and store disagree: refuse loudly."""
         self._require_tx()
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO fills (fill_key, order_id, txid, trade_ids, qty, price, fee, vol_exec, at)"
@@ -202,7 +203,9 @@ class Store:
             [fill_key, order_id, txid, ",".join(trade_ids), format(qty, "f"), format(price, "f"),
              format(fee, "f"), format(vol_exec, "f"), at.isoformat()],
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            raise RuntimeError(f"fill {fill_key} already recorded: refusing to count it twice")
+        return True
 
     def record_alert(self, payload: dict[str, Any], at: datetime) -> None:
         self._require_tx()

@@ -1,11 +1,13 @@
 """The one way state changes: a unit of work under the core's state lock.
 
-Inside a unit the caller fires machine triggers and raises alerts. When the
-unit ends, every touched order and position row, every transition record and
-every alert is written in ONE SQLite transaction; only after the commit, and
+Inside a unit the caller fires machine triggers, raises alerts and queues
+store writes (fills, work records). When the unit ends, every touched order
+and position row, every transition record, alert and queued write goes to
+SQLite in ONE transaction — or none at all when nothing changed, so a
+decision that changes nothing costs no commit. Only after the commit, and
 after the lock is released, are the messages published. If anything raises,
-the transaction rolls back and the touched models are restored in memory, so
-the store, the machines and the bus never disagree.
+nothing is written and the touched models are restored in memory, so the
+store, the machines and the bus never disagree.
 
 The lock is re-entrant and shared by orders, positions, ticks and the poller:
 it is held for microseconds (no HTTP ever runs under it), which is simpler to
@@ -14,7 +16,7 @@ prove correct than per-object locks and cheap next to any exchange call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,6 +39,15 @@ class Unit:
         self._snapshots: dict[int, dict[str, Any]] = {}
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._alerts: list[dict[str, Any]] = []
+        self._writes: list[Callable[[Store], Any]] = []
+
+    def write(self, operation: Callable[[Store], Any]) -> None:
+        """Queue a store write for this unit's transaction."""
+        self._writes.append(operation)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self._touched or self._alerts or self._writes)
 
     def touch(self, model: Any) -> Any:
         key = id(model)
@@ -69,6 +80,8 @@ class Unit:
                 self.store.save_position(model)
         for payload in self._alerts:
             self.store.record_alert(payload, now)
+        for operation in self._writes:
+            operation(self.store)
 
     def rollback(self) -> None:
         for key, model in self._touched.items():
@@ -116,9 +129,10 @@ class StateGuard:
             unit = Unit(self.store)
             self._local.unit = unit
             try:
-                with self.store.transaction():
-                    yield unit
-                    unit.flush()
+                yield unit
+                if unit.changed:
+                    with self.store.transaction():
+                        unit.flush()
             except BaseException:
                 unit.rollback()
                 raise

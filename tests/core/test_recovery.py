@@ -58,3 +58,33 @@ def test_stop_loss_lost_in_flight_is_settled_then_replaced(make_core, clock, col
     assert position.status is PositionStatus.PROTECTED
     stops_at_exchange = [o for o in core.paper.open_orders().values() if o["descr"]["ordertype"] == "stop-loss"]
     assert len(stops_at_exchange) == 1
+
+
+class Crash(BaseException):
+    """Stands in for the process dying: not an Exception, so nothing in the core catches it."""
+
+
+def test_crash_between_the_fill_commit_and_the_stop_request(make_core, clock):
+    core = make_core(account="margin")
+    result = entry(core)
+
+    def die(request):
+        raise Crash
+
+    core.client.add_order = die
+    with pytest.raises(Crash):
+        core.poll_once()  # the fill, the position and the PENDING stop-loss are committed together
+    stored = Store(core.config.storage.path)
+    pending = stored.load_orders("state = 'PENDING'")
+    assert [o.role.value for o in pending] == ["stop_loss"]
+    assert stored.load_positions()[0].size > 0
+    stored.close()
+    again = restart(core, clock)
+    assert again.orders.get_order(pending[0].id).status is OrderStatus.SUBMITTED_UNKNOWN
+    clock.advance(120)
+    again.poll_once()
+    again.poll_once()
+    position = again.positions.get_position(result.position_id)
+    assert position.status is PositionStatus.PROTECTED
+    assert again.orders.get_order(pending[0].id).status is OrderStatus.REJECTED  # never sent: settled, not assumed
+    assert core.paper.calls.count("AddOrder", acted=True) == 3

@@ -49,7 +49,8 @@ def test_fill_recorded_once(store):
     from triplegain_fsm.models import utcnow
     with store.transaction():
         assert store.record_fill("o:1", "o", "T", ["t1"], D(1), D(100), D(0), D(1), utcnow())
-        assert not store.record_fill("o:1", "o", "T", ["t1"], D(1), D(100), D(0), D(1), utcnow())
+    with pytest.raises(RuntimeError, match="twice"), store.transaction():
+        store.record_fill("o:1", "o", "T", ["t1"], D(1), D(100), D(0), D(1), utcnow())
     assert len(store.fills()) == 1
 
 
