@@ -60,7 +60,8 @@ def tick_cost() -> None:
                 update("BTC/USD", price)
                 samples.append(clock() - start)
             samples.sort()
-            print(f"{n:>10} {statistics.median(samples) / 1000:>10.2f} {samples[int(len(samples) * 0.99)] / 1000:>8.2f}")
+            p99 = samples[int(len(samples) * 0.99)]
+            print(f"{n:>10} {statistics.median(samples) / 1000:>10.2f} {p99 / 1000:>8.2f}")
             core.close()
 
 
@@ -101,7 +102,8 @@ def fill_to_stop() -> None:
             core.poll_once()  # the entry is the only live order: one QueryOrders batch, then the stop
             core.positions.close_position(result.position_id)
             core.poll_once()
-        print(f"median {statistics.median(engine) * 1e3:.3f} ms, p90 {sorted(engine)[int(len(engine) * .9)] * 1e3:.3f} ms;"
+        p90 = sorted(engine)[int(len(engine) * 0.9)]
+        print(f"median {statistics.median(engine) * 1e3:.3f} ms, p90 {p90 * 1e3:.3f} ms;"
               f" SQLite commits between: {statistics.median(commits):.0f} (max {max(commits)})")
         core.close()
 
