@@ -55,6 +55,7 @@ class Reconciler:
                 report.orders_updated += 1
         self._unknown_orders(report)
         self._positions(report)
+        core.positions.run_due_work()
         report.positions_reprotected = core.positions.reprotect_idle()
         return report
 
