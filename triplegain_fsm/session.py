@@ -1,0 +1,694 @@
+"""Paper sessions: replay a price series through the whole core against the paper exchange.
+
+Why this exists: it is the one place where every part runs together the way a
+bot runs them (proposals in, ticks in, polling, protective legs, OCO, closes)
+with no API key and no money, and where the core's books can be checked
+against an independent ledger: the paper exchange's own trade records. A
+session ends with every position closed and reports the P&L twice, once as the
+core computed it from order reports and once recomputed from the exchange's
+trades; the two must agree to the cent, and the exchange must hold no open order.
+
+Time is the series' pace: the core runs on a manual clock that starts at the
+real time and moves by the gaps between the ticks' timestamps, so price
+freshness, retry backoffs and the reconciliation interval follow the data and
+a replay of hours takes seconds. (The paper exchange keeps the wall clock: the
+client stamps AddOrder deadlines with it.)
+
+A schedule says what to do at which tick: `(tick_index, action)` pairs where an
+action is a `TradeProposal`, an `Open` (an entry whose levels are relative to
+the price at its tick, so one schedule fits any series), a `Close`, a `Modify`
+or a `Trail`; the tuples `("close", ref)`, `("modify", ref, stop_loss,
+take_profit)` and `("trail", ref, distance_pct)` are accepted too. `ref` names
+an entry: an `Open`'s `ref`, or a `TradeProposal`'s `id`. YAML schedules
+(`load_schedule`) use the same actions; `data/demo_proposals.yaml` is the demo's.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from triplegain_fsm.config import Config, load_yaml
+from triplegain_fsm.core import ExecutionCore
+from triplegain_fsm.enums import OrderRole, OrderSide, PositionStatus
+from triplegain_fsm.errors import (
+    ConfigError,
+    IllegalTransition,
+    NotFoundError,
+    ProposalError,
+    ValidationError,
+)
+from triplegain_fsm.kraken.errors import KrakenError
+from triplegain_fsm.models import Order, Position, TradeProposal
+from triplegain_fsm.money import ZERO, positive, to_decimal
+from triplegain_fsm.paper import feeds
+from triplegain_fsm.paper.clock import ManualClock
+from triplegain_fsm.paper.feeds import Tick
+
+__all__ = [
+    "Close", "Modify", "Open", "PositionResult", "ScheduleError", "SessionSummary", "Tick", "Trail",
+    "as_ticks", "demo_config", "demo_schedule", "demo_ticks", "load_price_csv", "load_schedule",
+    "run_paper_session",
+]
+
+CENT = Decimal("0.01")
+HUNDRED = Decimal(100)
+DEMO_SYMBOL = "BTC/USD"
+SESSION_END = "session end"
+_HOLDING = frozenset({PositionStatus.UNPROTECTED.value, PositionStatus.PROTECTED.value})
+
+
+class ScheduleError(ValidationError):
+    """A schedule (YAML or Python) names an unknown action, ref or field; nothing ran."""
+
+
+# --------------------------------------------------------------------------- ticks
+
+
+def as_ticks(series: Iterable[Any]) -> list[Tick]:
+    """Normalise a feed: paper.feeds Ticks, or (unix_time, price) pairs."""
+    ticks = []
+    for item in series:
+        if isinstance(item, Tick):
+            ticks.append(item)
+        elif isinstance(item, tuple) and len(item) == 2:
+            ticks.append(Tick(float(item[0]), positive(item[1], "price"), ZERO))
+        else:
+            raise ValidationError(f"ticks: expected a paper.feeds.Tick or (time, price), got {item!r}")
+    return ticks
+
+
+def load_price_csv(path: str | Path, scale: Any = 1) -> list[Tick]:
+    """Ticks from a trade CSV of either shipped layout, prices multiplied by `scale`.
+
+    Kraken's trade history (`unix_time,price,volume`) or a public-trades export
+    (`timestamp_ms,trade_id,side,price,amount,cost`); the header says which.
+    """
+    factor = positive(scale, "scale")
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = set(reader.fieldnames or ())
+        if {"unix_time", "price"} <= fields:
+            def when(row: dict[str, str]) -> float:
+                return float(row["unix_time"])
+            volume = "volume"
+        elif {"timestamp_ms", "price"} <= fields:
+            def when(row: dict[str, str]) -> float:
+                return int(row["timestamp_ms"]) / 1000
+            volume = "amount"
+        else:
+            raise ValidationError(f"{path}: unknown CSV layout (header {sorted(fields)}); expected "
+                                  "unix_time,price,volume or timestamp_ms,trade_id,side,price,amount,cost")
+        ticks = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                ticks.append(Tick(when(row), positive(row["price"], "price") * factor,
+                                  Decimal(row.get(volume) or 0)))
+            except (ValueError, ArithmeticError, TypeError) as exc:
+                raise ValidationError(f"{path}: line {line}: {exc}") from None
+    if not ticks:
+        raise ValidationError(f"{path}: no price rows")
+    return ticks
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _pct(value: Any, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    result = to_decimal(value, name)
+    if not ZERO < result < HUNDRED:
+        raise ScheduleError(f"{name}: must be between 0 and 100 (percent), got {result}")
+    return result
+
+
+def _level(price: Decimal, pct: Decimal, below: bool) -> Decimal:
+    """`price` moved by `pct` percent, rounded to 6 significant digits (a readable level)."""
+    factor = 1 - pct / HUNDRED if below else 1 + pct / HUNDRED
+    return (price * factor).quantize(Decimal(1).scaleb(price.adjusted() - 5))
+
+
+def _price(value: Any, name: str) -> Decimal | None:
+    return None if value is None else positive(value, name)
+
+
+@attrs.frozen
+class Open:
+    """An entry whose levels may be percentages of the price at its tick, so one schedule fits any series.
+
+    Each level is absolute (`entry_price`, `stop_loss`, `take_profit`) or
+    relative (`limit_offset_pct`, `stop_loss_pct`, `take_profit_pct`), not both.
+    No entry price and no offset: a market order. `symbol` None: the session's.
+    """
+
+    ref: str
+    size_usd: Decimal = attrs.field(converter=lambda v: positive(v, "size_usd"))
+    side: str = "buy"
+    stop_loss_pct: Decimal | None = attrs.field(default=None, converter=lambda v: _pct(v, "stop_loss_pct"))
+    take_profit_pct: Decimal | None = attrs.field(default=None, converter=lambda v: _pct(v, "take_profit_pct"))
+    limit_offset_pct: Decimal | None = attrs.field(default=None, converter=lambda v: _pct(v, "limit_offset_pct"))
+    entry_price: Decimal | None = attrs.field(default=None, converter=lambda v: _price(v, "entry_price"))
+    stop_loss: Decimal | None = attrs.field(default=None, converter=lambda v: _price(v, "stop_loss"))
+    take_profit: Decimal | None = attrs.field(default=None, converter=lambda v: _price(v, "take_profit"))
+    leverage: int = 1
+    symbol: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        for absolute, relative in (("entry_price", "limit_offset_pct"), ("stop_loss", "stop_loss_pct"),
+                                   ("take_profit", "take_profit_pct")):
+            if getattr(self, absolute) is not None and getattr(self, relative) is not None:
+                raise ScheduleError(f"open {self.ref}: give {absolute} or {relative}, not both")
+
+    def proposal(self, symbol: str, price: Decimal) -> TradeProposal:
+        long = self.side.lower() == OrderSide.BUY.value
+        entry = self.entry_price
+        if self.limit_offset_pct is not None:
+            entry = _level(price, self.limit_offset_pct, below=long)
+        reference = entry or price
+        stop, target = self.stop_loss, self.take_profit
+        if self.stop_loss_pct is not None:
+            stop = _level(reference, self.stop_loss_pct, below=long)
+        if self.take_profit_pct is not None:
+            target = _level(reference, self.take_profit_pct, below=not long)
+        return TradeProposal(symbol=self.symbol or symbol, side=self.side, size_usd=self.size_usd, entry_price=entry,
+                             stop_loss=stop, take_profit=target, leverage=self.leverage, id=self.ref)
+
+
+@attrs.frozen
+class Close:
+    ref: str
+    reason: str = "manual"
+
+
+@attrs.frozen
+class Modify:
+    """Move a position's levels: absolute prices, or percent from the price at the tick."""
+
+    ref: str
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    stop_loss_pct: Decimal | None = attrs.field(default=None, converter=lambda v: _pct(v, "stop_loss_pct"))
+    take_profit_pct: Decimal | None = attrs.field(default=None, converter=lambda v: _pct(v, "take_profit_pct"))
+
+    def __attrs_post_init__(self) -> None:
+        if self.stop_loss is None and self.take_profit is None and self.stop_loss_pct is None \
+                and self.take_profit_pct is None:
+            raise ScheduleError(f"modify {self.ref}: give stop_loss, take_profit or their _pct forms")
+
+    def levels(self, position: Position, price: Decimal) -> tuple[Decimal | None, Decimal | None]:
+        long = position.is_long
+        sl = self.stop_loss if self.stop_loss_pct is None else _level(price, self.stop_loss_pct, below=long)
+        tp = self.take_profit if self.take_profit_pct is None else _level(price, self.take_profit_pct,
+                                                                          below=not long)
+        return sl, tp
+
+
+@attrs.frozen
+class Trail:
+    ref: str
+    distance_pct: Decimal | None = None
+    activation_pct: Decimal | None = None
+
+
+Action = TradeProposal | Open | Close | Modify | Trail
+
+
+def as_action(item: Any) -> Action:
+    """Accept the action classes and the tuple shorthands ("close", ref), ("modify", ...), ("trail", ...)."""
+    if isinstance(item, (TradeProposal, Open, Close, Modify, Trail)):
+        return item
+    if isinstance(item, tuple) and item and isinstance(item[0], str):
+        verb, *rest = item
+        if verb == "close" and len(rest) in (1, 2):
+            return Close(*rest)
+        if verb == "modify" and len(rest) == 3:
+            return Modify(rest[0], stop_loss=rest[1], take_profit=rest[2])
+        if verb == "trail" and len(rest) in (1, 2):
+            return Trail(*rest)
+    raise ScheduleError(f"not a schedule action: {item!r}")
+
+
+def _ref_of(action: Action) -> str:
+    return action.id if isinstance(action, TradeProposal) else action.ref
+
+
+# --------------------------------------------------------------------------- YAML schedules
+
+
+_OPEN_KEYS = {"side", "size_usd", "stop_loss_pct", "take_profit_pct", "limit_offset_pct", "leverage", "symbol",
+              "entry_price", "stop_loss", "take_profit"}
+
+
+def load_schedule(source: str | Path | Mapping[str, Any], total_ticks: int) -> list[tuple[int, Action]]:
+    """A schedule from YAML (a path, or the parsed mapping). `at:` is a tick index or "N%" of the series.
+
+        actions:
+          - {at: 20, open: t1, side: buy, size_usd: 5000, stop_loss_pct: 2, take_profit_pct: 4}
+          - {at: "50%", open: t2, size_usd: 500, stop_loss: 41000, take_profit: 48000}  # absolute levels
+          - {at: 300, close: t1}
+          - {at: 120, modify: t2, take_profit_pct: 1}
+          - {at: 140, trail: t2, distance_pct: 1.0}
+    """
+    where = "schedule"
+    if isinstance(source, Mapping):
+        data: Any = source
+    else:
+        where = str(source)
+        if not Path(source).is_file():
+            raise ScheduleError(f"{source}: no such schedule file")
+        data = load_yaml(source)
+    if not isinstance(data, Mapping) or not isinstance(data.get("actions"), list):
+        raise ScheduleError(f"{where}: expected a mapping with an 'actions' list")
+    unknown = set(data) - {"actions", "description", "ticks"}
+    if unknown:
+        raise ScheduleError(f"{where}: unknown top-level key(s): {', '.join(sorted(map(str, unknown)))}")
+    written_for = data.get("ticks")
+    if written_for is not None and (isinstance(written_for, bool) or not isinstance(written_for, int)
+                                    or written_for < 1):
+        raise ScheduleError(f"{where}: ticks: expected the series length the indices were written for, "
+                            f"got {written_for!r}")
+    schedule = [_yaml_action(entry, index, total_ticks, written_for, where)
+                for index, entry in enumerate(data["actions"])]
+    check_refs(schedule)
+    return schedule
+
+
+def _yaml_action(entry: Any, index: int, total: int, written_for: int | None, where: str) -> tuple[int, Action]:
+    here = f"{where}: actions[{index}]"
+    if not isinstance(entry, Mapping) or "at" not in entry:
+        raise ScheduleError(f"{here}: expected a mapping with 'at'")
+    fields = {k: v for k, v in entry.items() if k != "at"}
+    verbs = [v for v in ("open", "close", "modify", "trail") if v in fields]
+    if len(verbs) != 1:
+        raise ScheduleError(f"{here}: needs exactly one of open, close, modify, trail")
+    verb = verbs[0]
+    ref = str(fields.pop(verb))
+    try:
+        action = _build_action(verb, ref, fields)
+    except (TypeError, ValidationError) as exc:
+        raise ScheduleError(f"{here} ({verb} {ref}): {exc}") from None
+    return _tick_index(entry["at"], total, written_for, here), action
+
+
+def _build_action(verb: str, ref: str, fields: dict[str, Any]) -> Action:
+    if verb == "open":
+        unknown = set(fields) - _OPEN_KEYS
+        if unknown:
+            raise ScheduleError(f"unknown key(s) {', '.join(sorted(unknown))}")
+        return Open(ref=ref, **fields)
+    if verb == "close":
+        return Close(ref, **fields)
+    if verb == "modify":
+        return Modify(ref, **fields)
+    return Trail(ref, **fields)
+
+
+def _tick_index(at: Any, total: int, written_for: int | None, here: str) -> int:
+    """`at` as an index into this series: "N%" of it, or an index scaled from `written_for` ticks."""
+    if isinstance(at, bool):
+        raise ScheduleError(f"{here}: at: expected a tick index or 'N%', got {at!r}")
+    if isinstance(at, int):
+        if written_for is not None and not 0 <= at < written_for:
+            raise ScheduleError(f"{here}: at: tick {at} is outside the {written_for} ticks the schedule is for")
+        index = at if written_for is None else at * total // written_for
+    elif isinstance(at, str) and at.strip().endswith("%"):
+        try:
+            share = Decimal(at.strip()[:-1])
+        except ArithmeticError:
+            raise ScheduleError(f"{here}: at: {at!r} is not a percentage") from None
+        index = int(share * total / HUNDRED)
+    else:
+        raise ScheduleError(f"{here}: at: expected a tick index or 'N%', got {at!r}")
+    if not 0 <= index < total:
+        raise ScheduleError(f"{here}: at: tick {index} is outside the series (0..{total - 1})")
+    return index
+
+
+def check_refs(schedule: Sequence[tuple[int, Action]]) -> None:
+    """Every close/modify/trail names an entry scheduled earlier; every entry ref is unique."""
+    opened: dict[str, int] = {}
+    for index, action in sorted(schedule, key=lambda item: item[0]):
+        ref = _ref_of(action)
+        if isinstance(action, (TradeProposal, Open)):
+            if ref in opened:
+                raise ScheduleError(f"ref {ref!r} is used by two entries")
+            opened[ref] = index
+        elif ref not in opened:
+            raise ScheduleError(f"{type(action).__name__.lower()} at tick {index}: no entry {ref!r} before it")
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+@attrs.frozen
+class PositionResult:
+    """One position at the end of a session, with its P&L from both ledgers."""
+
+    id: str
+    ref: str | None
+    symbol: str
+    side: str
+    state: str
+    entry_size: Decimal
+    entry_price: Decimal | None
+    exit_price: Decimal | None
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    exit_by: str
+    trailing: bool
+    fees: Decimal
+    core_pnl: Decimal
+    exchange_pnl: Decimal
+
+    @property
+    def pnl_matches(self) -> bool:
+        return abs(self.core_pnl - self.exchange_pnl) < CENT
+
+
+@attrs.frozen
+class ActionOutcome:
+    tick: int
+    action: str
+    outcome: str
+
+
+@attrs.frozen
+class SessionSummary:
+    symbol: str
+    ticks: int
+    elapsed_seconds: float
+    store_path: str
+    orders: tuple[Order, ...]
+    positions: tuple[PositionResult, ...]
+    actions: tuple[ActionOutcome, ...]
+    orders_by_status: Mapping[str, int]
+    partially_filled_orders: int
+    total_fees: Decimal
+    exchange_fees: Decimal
+    core_pnl: Decimal
+    exchange_pnl: Decimal
+    open_exchange_orders: int
+    open_positions: int
+    alerts_by_type: Mapping[str, int]
+
+    @property
+    def ticks_per_second(self) -> float:
+        return self.ticks / self.elapsed_seconds if self.elapsed_seconds > 0 else float("inf")
+
+    @property
+    def pnl_mismatches(self) -> list[PositionResult]:
+        return [p for p in self.positions if not p.pnl_matches]
+
+    @property
+    def ok(self) -> bool:
+        """Clean end: nothing open anywhere, and both ledgers agree to the cent, per position and in total."""
+        return (self.open_exchange_orders == 0 and self.open_positions == 0 and not self.pnl_mismatches
+                and abs(self.core_pnl - self.exchange_pnl) < CENT and abs(self.total_fees - self.exchange_fees) < CENT)
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.open_exchange_orders:
+            found.append(f"{self.open_exchange_orders} order(s) still open on the paper exchange")
+        if self.open_positions:
+            found.append(f"{self.open_positions} position(s) still open in the core")
+        for p in self.pnl_mismatches:
+            found.append(f"position {p.id}: core P&L {p.core_pnl} != exchange P&L {p.exchange_pnl}")
+        if abs(self.core_pnl - self.exchange_pnl) >= CENT:
+            found.append(f"total P&L: core {self.core_pnl} != exchange {self.exchange_pnl}")
+        if abs(self.total_fees - self.exchange_fees) >= CENT:
+            found.append(f"fees: core {self.total_fees} != exchange {self.exchange_fees}")
+        return found
+
+
+# --------------------------------------------------------------------------- running
+
+
+Progress = Callable[[int, int], None]
+
+
+class _Session:
+    """One run: the core, the clock, the schedule, and what happened to each action."""
+
+    def __init__(self, config: Config, ticks: list[Tick], schedule: list[tuple[int, Action]], symbol: str,
+                 poll_every: int) -> None:
+        if config.exchange.mode != "paper":
+            raise ConfigError("exchange.mode: a paper session runs only in paper mode (this config is live)")
+        if poll_every < 1:
+            raise ValidationError(f"poll_every: must be >= 1, got {poll_every}")
+        self.config = config
+        self.ticks = ticks
+        self.symbol = symbol
+        self.poll_every = poll_every
+        self.by_tick: dict[int, list[Action]] = {}
+        for index, action in schedule:
+            if not 0 <= index < len(ticks):
+                raise ScheduleError(f"action at tick {index}: outside the series (0..{len(ticks) - 1})")
+            self.by_tick.setdefault(index, []).append(action)
+        # The core's clock replays the series' pace from now on: its stamps (created_at, fills) are
+        # wall-clock based, so the series' absolute times would put deadlines decades apart.
+        self.start = time.time()
+        self.clock = ManualClock(self.start)
+        self.core = ExecutionCore.from_settings(config, clock=self.clock)
+        self.paper = self.core.paper
+        self.positions_by_ref: dict[str, str] = {}
+        self.outcomes: list[ActionOutcome] = []
+
+    def run(self, on_progress: Progress | None) -> SessionSummary:
+        started = time.perf_counter()
+        total = len(self.ticks)
+        last_pct = -1
+        origin = self.ticks[0].time
+        for index, tick in enumerate(self.ticks):
+            self.clock.set(self.start + (tick.time - origin))
+            self.core.price_tick(self.symbol, tick.price)
+            for action in self.by_tick.get(index, ()):
+                self._apply(index, action, tick.price)
+            if (index + 1) % self.poll_every == 0:
+                self.core.poll_once()
+            pct = (index + 1) * 100 // total
+            if on_progress is not None and pct != last_pct:
+                last_pct = pct
+                on_progress(index + 1, total)
+        self._wind_down(self.ticks[-1])
+        elapsed = time.perf_counter() - started
+        return self._summary(elapsed)
+
+    # -- actions ---------------------------------------------------------------------------------
+    def _apply(self, index: int, action: Action, price: Decimal) -> None:
+        label = _describe(action)
+        try:
+            outcome = self._do(action, price)
+        except (ProposalError, IllegalTransition, NotFoundError, KrakenError) as exc:
+            outcome = f"refused: {exc}"
+        self.outcomes.append(ActionOutcome(index, label, outcome))
+
+    def _do(self, action: Action, price: Decimal) -> str:
+        if isinstance(action, (TradeProposal, Open)):
+            proposal = action if isinstance(action, TradeProposal) else action.proposal(self.symbol, price)
+            result = self.core.orders.execute_trade(proposal)
+            if result.position_id is not None:
+                self.positions_by_ref[proposal.id] = result.position_id
+            if not result.success:
+                return f"not placed ({result.error_type}): {result.error_message}"
+            return f"position {result.position_id}"
+        position = self._position(action.ref)
+        if position is None:
+            return f"skipped: no position for {action.ref!r} (its entry was not placed)"
+        if position.state not in _HOLDING and not (isinstance(action, Close)
+                                                   and position.state == PositionStatus.OPENING.value):
+            return f"skipped: position {position.id} is {position.state}"
+        if isinstance(action, Close):
+            self.core.positions.close_position(position.id, reason=action.reason)
+            return f"closing {position.id}"
+        if isinstance(action, Modify):
+            sl, tp = action.levels(position, price)
+            self.core.positions.modify_position(position.id, stop_loss=sl, take_profit=tp)
+            return f"stop_loss={position.stop_loss} take_profit={position.take_profit}"
+        enabled = self.core.positions.enable_trailing_stop_for_position(
+            position.id, distance_pct=action.distance_pct, activation_pct=action.activation_pct)
+        return "trailing enabled" if enabled else f"skipped: position {position.id} is not open"
+
+    def _position(self, ref: str) -> Position | None:
+        position_id = self.positions_by_ref.get(ref)
+        return None if position_id is None else self.core.positions.get_position(position_id)
+
+    # -- the end -----------------------------------------------------------------------------------
+    def _wind_down(self, last: Tick, max_polls: int = 200) -> None:
+        """Close what is still open, then keep the market ticking at the last price until all is settled.
+
+        Bounded: with a liquidity limit a close may need several ticks to fill,
+        and each poll waits out the core's poll interval on the session clock.
+        """
+        for position in self.core.positions.get_open_positions():
+            if position.state in (*_HOLDING, PositionStatus.OPENING.value):
+                self.core.positions.close_position(position.id, reason=SESSION_END)
+        step = self.config.orders.poll_interval_seconds
+        for _ in range(max_polls):
+            if self._settled():
+                return
+            self.clock.advance(step)
+            self.core.price_tick(self.symbol, last.price)
+            self.core.poll_once()
+
+    def _settled(self) -> bool:
+        return not (self.core.orders.get_open_orders() or self.core.positions.get_open_positions()
+                    or self.paper.open_orders())
+
+    # -- the books -----------------------------------------------------------------------------------
+    def _summary(self, elapsed: float) -> SessionSummary:
+        store = self.core.store
+        orders = tuple(sorted(store.load_orders(), key=lambda o: o.created_at))
+        trades = list(_trade_rows(self.paper.trades()))
+        refs = {pid: ref for ref, pid in self.positions_by_ref.items()}
+        positions = tuple(_position_result(p, refs.get(p.id), orders, trades)
+                          for p in sorted(store.load_positions(), key=lambda p: p.opened_at))
+        partial_ids = {e["entity_id"] for e in store.events()
+                       if e["entity"] == "order" and e["to_state"] == "PARTIALLY_FILLED"}
+        fee_total = self.core.positions.fee_summary()["total"]
+        summary = SessionSummary(
+            symbol=self.symbol, ticks=len(self.ticks), elapsed_seconds=elapsed, store_path=store.path,
+            orders=orders, positions=positions, actions=tuple(self.outcomes),
+            orders_by_status=dict(sorted(Counter(o.state for o in orders).items())),
+            partially_filled_orders=len(partial_ids),
+            total_fees=fee_total, exchange_fees=sum((t.fee for t in trades), ZERO),
+            core_pnl=sum((p.core_pnl for p in positions), ZERO),
+            exchange_pnl=sum((p.exchange_pnl for p in positions), ZERO),
+            open_exchange_orders=len(self.paper.open_orders()),
+            open_positions=len(self.core.positions.get_open_positions()),
+            alerts_by_type=dict(sorted(Counter(a["alert_type"] for a in store.alerts()).items())),
+        )
+        return summary
+
+    def close(self) -> None:
+        self.core.close()
+
+
+@attrs.frozen
+class _Trade:
+    ordertxid: str
+    side: str
+    cost: Decimal
+    fee: Decimal
+
+
+def _trade_rows(trades: Mapping[str, Mapping[str, Any]]) -> Iterable[_Trade]:
+    """The paper exchange's trades (Kraken's TradesHistory shape) as the four fields P&L needs."""
+    for info in trades.values():
+        yield _Trade(str(info["ordertxid"]), str(info["type"]), Decimal(info["cost"]), Decimal(info["fee"]))
+
+
+def _position_result(position: Position, ref: str | None, orders: Sequence[Order],
+                     trades: Sequence[_Trade]) -> PositionResult:
+    mine = [o for o in orders if o.position_id == position.id]
+    txids = {o.external_id for o in mine if o.external_id}
+    exchange_pnl = ZERO
+    for trade in trades:
+        if trade.ordertxid in txids:
+            exchange_pnl += (trade.cost if trade.side == OrderSide.SELL.value else -trade.cost) - trade.fee
+    exits = [o for o in mine if o.role is not OrderRole.ENTRY and o.filled_size > 0]
+    exit_qty = sum((o.filled_size for o in exits), ZERO)
+    exit_cost = sum((o.filled_cost for o in exits), ZERO)
+    return PositionResult(
+        id=position.id, ref=ref, symbol=position.symbol, side=position.side.value, state=position.state,
+        entry_size=position.entry_size, entry_price=position.entry_price,
+        exit_price=exit_cost / exit_qty if exit_qty else None,
+        stop_loss=position.stop_loss, take_profit=position.take_profit,
+        exit_by=_exit_by(position, exits), trailing=position.trailing_stop_activated,
+        fees=position.total_fees, core_pnl=position.realized_pnl, exchange_pnl=exchange_pnl,
+    )
+
+
+def _exit_by(position: Position, exits: Sequence[Order]) -> str:
+    """How the position ended, in words: which leg or close filled, and why a close was sent."""
+    if position.entry_size == 0:
+        return f"never filled ({position.close_reason or position.state.lower()})"
+    kinds = []
+    for role in dict.fromkeys(o.role for o in exits):
+        if role is OrderRole.CLOSE:
+            kinds.append(f"close: {position.close_reason or 'requested'}")
+        else:
+            kinds.append(f"{role.value} order")
+    return " + ".join(kinds) or position.state.lower()
+
+
+def _describe(action: Action) -> str:
+    if isinstance(action, TradeProposal):
+        levels = f"sl {action.stop_loss} tp {action.take_profit}"
+        kind = "market" if action.entry_price is None else f"limit {action.entry_price}"
+        return f"open {action.id}: {action.side.value} ${action.size_usd} {action.symbol} {kind}, {levels}"
+    if isinstance(action, Open):
+        kind = "market" if action.entry_price is None and action.limit_offset_pct is None else "limit"
+        stop = action.stop_loss if action.stop_loss_pct is None else f"-{action.stop_loss_pct}%"
+        target = action.take_profit if action.take_profit_pct is None else f"+{action.take_profit_pct}%"
+        return f"open {action.ref}: {action.side} ${action.size_usd} {kind}, sl {stop} tp {target}"
+    if isinstance(action, Close):
+        return f"close {action.ref} ({action.reason})"
+    if isinstance(action, Modify):
+        return f"modify {action.ref}"
+    distance = "the configured distance" if action.distance_pct is None else f"{action.distance_pct}%"
+    return f"trail {action.ref} at {distance}"
+
+
+def run_paper_session(config: Config, ticks: Iterable[Any], proposals: Iterable[tuple[int, Any]], *,
+                      symbol: str = DEMO_SYMBOL, poll_every: int = 1,
+                      on_progress: Progress | None = None) -> SessionSummary:
+    """Replay `ticks` for `symbol` through a paper-mode core, acting on `proposals` at their tick index.
+
+    Polls after every `poll_every` ticks; at the end closes every open
+    position (reason "session end") and settles. The store at
+    `config.storage.path` is left for inspection. Raises ConfigError for a
+    live config and ScheduleError for a bad schedule, before anything runs.
+    """
+    series = as_ticks(ticks)
+    if not series:
+        raise ValidationError("ticks: the price series is empty")
+    schedule = [(int(index), as_action(action)) for index, action in proposals]
+    check_refs(schedule)
+    session = _Session(config, series, schedule, symbol, poll_every)
+    try:
+        return session.run(on_progress)
+    finally:
+        session.close()
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def demo_config(store_path: str | Path) -> Config:
+    """Paper mode, spot, with a liquidity limit so the large entry fills in parts."""
+    return Config.from_dict({
+        "exchange": {"mode": "paper"},
+        "storage": {"path": str(store_path)},
+        "limits": {"max_open_positions": 5, "max_positions_per_symbol": 5},
+        "paper": {"balances": {"ZUSD": 100000}, "prices": {DEMO_SYMBOL: 43000},
+                  "liquidity_per_tick": Decimal("0.05")},
+    })
+
+
+DEMO_SERIES = {"seed": 12, "start_price": "43000", "ticks": 1200, "crash_at": 700, "depth": "0.12",
+               "crash_ticks": 4, "recovery_ticks": 120, "max_step_ticks": 150}
+
+
+def demo_ticks() -> list[Tick]:
+    """1,200 one-second BTC/USD-like ticks around 43,000; a 12 % flash crash at tick 700 (paper.feeds).
+
+    The seed is fixed so the demo schedule's story (a partial fill, a stop-out
+    in the crash, a take-profit and a trailing stop in the recovery) replays
+    the same way every time.
+    """
+    return feeds.flash_crash_series(**DEMO_SERIES)
+
+
+def demo_schedule(total_ticks: int) -> list[tuple[int, Action]]:
+    """The demo's schedule, shipped as data/demo_proposals.yaml (also an example to copy)."""
+    text = resources.files("triplegain_fsm").joinpath("data/demo_proposals.yaml")
+    with resources.as_file(text) as path:
+        return load_schedule(path, total_ticks)
