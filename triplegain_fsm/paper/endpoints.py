@@ -1,0 +1,172 @@
+"""The REST methods: each turns parameters into an engine call and a Kraken result.
+
+One small function per method, registered by name in PUBLIC and PRIVATE; the
+dispatcher (`api`) does transport, auth, rate limits and faults around them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from triplegain_fsm.paper.engine import Engine
+from triplegain_fsm.paper.errors import ORDERS_LIMIT, KrakenRejection, invalid
+from triplegain_fsm.paper.fmt import rfc1123, rfc3339
+from triplegain_fsm.paper.params import parse_add_order, parse_amend, parse_bool, parse_int, parse_txids
+from triplegain_fsm.paper.ratelimit import RateLimiter, amend_cost, cancel_cost
+
+Params = Mapping[str, str]
+
+
+@attrs.frozen
+class Context:
+    engine: Engine
+    limiter: RateLimiter | None = None
+
+
+Handler = Callable[[Context, Params], Any]
+
+
+def _names(params: Params, name: str) -> list[str] | None:
+    value = params.get(name)
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+# -- public -------------------------------------------------------------------------------------
+
+def time_(ctx: Context, params: Params) -> dict[str, Any]:
+    now = ctx.engine.now()
+    return {"unixtime": int(now), "rfc1123": rfc1123(now)}
+
+
+def system_status(ctx: Context, params: Params) -> dict[str, Any]:
+    return {"status": ctx.engine.system_status, "timestamp": rfc3339(ctx.engine.now())}
+
+
+def asset_pairs(ctx: Context, params: Params) -> dict[str, Any]:
+    registry = ctx.engine.registry
+    names = _names(params, "pair")
+    specs = [registry.resolve(n) for n in names] if names else list(registry.pairs.values())
+    return {spec.id: ctx.engine.pair_entry(spec.id) for spec in specs}
+
+
+def assets(ctx: Context, params: Params) -> dict[str, Any]:
+    registry = ctx.engine.registry
+    names = _names(params, "asset")
+    specs = [registry.asset(n) for n in names] if names else list(registry.assets.values())
+    return {spec.id: spec.to_kraken() for spec in specs}
+
+
+def ticker(ctx: Context, params: Params) -> dict[str, Any]:
+    return ctx.engine.ticker(_names(params, "pair"))
+
+
+# -- private: orders ----------------------------------------------------------------------------
+
+def add_order(ctx: Context, params: Params) -> dict[str, Any]:
+    new = parse_add_order(params)
+    spec = ctx.engine.registry.find(new.pair)
+    if ctx.limiter is not None and spec is not None and not new.validate:
+        if ctx.engine.open_count(spec.id) >= ctx.limiter.tier.max_open_orders:
+            raise KrakenRejection(ORDERS_LIMIT)
+        ctx.limiter.charge_trading(spec.id, 1)
+    return ctx.engine.add_order(new)
+
+
+def cancel_order(ctx: Context, params: Params) -> dict[str, Any]:
+    txid, cl_ord_id = params.get("txid") or None, params.get("cl_ord_id") or None
+    if ctx.limiter is not None:
+        for pair_id, age in ctx.engine.open_order_ages(txid=txid, cl_ord_id=cl_ord_id):
+            ctx.limiter.charge_trading(pair_id, cancel_cost(age))
+    return {"count": ctx.engine.cancel_order(txid=txid, cl_ord_id=cl_ord_id), "pending": False}
+
+
+def amend_order(ctx: Context, params: Params) -> dict[str, Any]:
+    amendment = parse_amend(params)
+    if ctx.limiter is not None:
+        for pair_id, age in ctx.engine.open_order_ages(txid=amendment.txid, cl_ord_id=amendment.cl_ord_id):
+            ctx.limiter.charge_trading(pair_id, amend_cost(age))
+    return ctx.engine.amend_order(amendment)
+
+
+def cancel_all(ctx: Context, params: Params) -> dict[str, Any]:
+    return {"count": ctx.engine.cancel_all()}
+
+
+def cancel_all_orders_after(ctx: Context, params: Params) -> dict[str, Any]:
+    timeout = parse_int(params, "timeout")
+    if timeout is None:
+        raise invalid("timeout")
+    return ctx.engine.cancel_all_after(timeout)
+
+
+def query_orders(ctx: Context, params: Params) -> dict[str, Any]:
+    return ctx.engine.query_orders(
+        parse_txids(params.get("txid")), trades=parse_bool(params, "trades"), userref=parse_int(params, "userref")
+    )
+
+
+def open_orders(ctx: Context, params: Params) -> dict[str, Any]:
+    return ctx.engine.open_orders(
+        trades=parse_bool(params, "trades"), userref=parse_int(params, "userref"),
+        cl_ord_id=params.get("cl_ord_id") or None,
+    )
+
+
+def closed_orders(ctx: Context, params: Params) -> dict[str, Any]:
+    return ctx.engine.closed_orders(
+        trades=parse_bool(params, "trades"), userref=parse_int(params, "userref"),
+        cl_ord_id=params.get("cl_ord_id") or None, start=params.get("start"), end=params.get("end"),
+        ofs=parse_int(params, "ofs", 0) or 0, closetime=params.get("closetime") or "both",
+    )
+
+
+# -- private: trades, positions, balances -------------------------------------------------------
+
+def _time(params: Params, name: str) -> float | None:
+    value = params.get(name)
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise invalid(name) from None
+
+
+def trades_history(ctx: Context, params: Params) -> dict[str, Any]:
+    return ctx.engine.trades_history(
+        start=_time(params, "start"), end=_time(params, "end"), ofs=parse_int(params, "ofs", 0) or 0
+    )
+
+
+def query_trades(ctx: Context, params: Params) -> dict[str, Any]:
+    return ctx.engine.query_trades(parse_txids(params.get("txid"), limit=20))
+
+
+def open_positions(ctx: Context, params: Params) -> dict[str, Any]:
+    parse_bool(params, "docalcs")   # value and net are always computed; the flag is only checked
+    return ctx.engine.open_positions(_names(params, "txid"))
+
+
+def balance(ctx: Context, params: Params) -> dict[str, Any]:
+    return ctx.engine.balance()
+
+
+def balance_ex(ctx: Context, params: Params) -> dict[str, Any]:
+    return ctx.engine.balance_ex()
+
+
+def trade_balance(ctx: Context, params: Params) -> dict[str, Any]:
+    return ctx.engine.trade_balance(params.get("asset") or "ZUSD")
+
+
+PUBLIC: dict[str, Handler] = {
+    "Time": time_, "SystemStatus": system_status, "AssetPairs": asset_pairs, "Assets": assets, "Ticker": ticker,
+}
+PRIVATE: dict[str, Handler] = {
+    "AddOrder": add_order, "CancelOrder": cancel_order, "AmendOrder": amend_order, "CancelAll": cancel_all,
+    "CancelAllOrdersAfter": cancel_all_orders_after, "QueryOrders": query_orders, "OpenOrders": open_orders,
+    "ClosedOrders": closed_orders, "TradesHistory": trades_history, "QueryTrades": query_trades,
+    "OpenPositions": open_positions, "Balance": balance, "BalanceEx": balance_ex, "TradeBalance": trade_balance,
+}

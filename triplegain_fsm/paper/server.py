@@ -1,0 +1,130 @@
+"""The paper exchange on a loopback HTTP port, for clients that cannot take a mounted Session.
+
+Stdlib `ThreadingHTTPServer`, bound to loopback only (this fake accepts a fixed
+paper key, so it must never be reachable from the network). `serve()` runs it on
+a background thread for tests; `serve_forever()` blocks, for the CLI. A lost
+response closes the connection without an answer: the client sees a dropped
+connection (requests raises ConnectionError), the socket-level equivalent of the
+in-process adapter's ReadTimeout.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+from triplegain_fsm.paper.api import KrakenApi
+from triplegain_fsm.paper.errors import LostResponse
+
+if TYPE_CHECKING:
+    from triplegain_fsm.paper import PaperExchange
+
+log = logging.getLogger(__name__)
+POLL_INTERVAL = 0.05
+
+
+def _check_loopback(host: str) -> None:
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"host: the paper exchange binds to loopback only (127.0.0.1, ::1, localhost), got {host!r}")
+
+
+def _handler_class(api: KrakenApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "paper-kraken/1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            try:
+                reply = api.handle(self.command, self.path, dict(self.headers.items()), body)
+            except LostResponse:
+                self.close_connection = True
+                return
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+
+        do_GET = _serve
+        do_POST = _serve
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
+            log.debug("%s - %s", self.address_string(), format % args)
+
+    return Handler
+
+
+class PaperServer:
+    """A running loopback server: `.url` to point a client at, `.shutdown()` to stop it."""
+
+    def __init__(self, api: KrakenApi, host: str = "127.0.0.1", port: int = 0) -> None:
+        _check_loopback(host)
+        self._httpd = ThreadingHTTPServer((host, port), _handler_class(api))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+        self._serving = False
+        self._closed = False
+        bound_host, self.port = str(self._httpd.server_address[0]), int(self._httpd.server_address[1])
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.url = f"http://{shown}:{self.port}"
+
+    def start(self) -> PaperServer:
+        """Serve on a background (daemon) thread."""
+        self._thread = threading.Thread(target=self.serve_forever, name=f"paper-exchange-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until `shutdown()` is called from another one."""
+        self._serving = True
+        try:
+            self._httpd.serve_forever(poll_interval=POLL_INTERVAL)
+        finally:
+            self._serving = False
+
+    def shutdown(self) -> None:
+        """Stop serving (from any other thread) and close the socket; safe to call twice."""
+        if self._serving:
+            self._httpd.shutdown()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if not self._closed:
+            self._closed = True
+            self._httpd.server_close()
+
+    def __enter__(self) -> PaperServer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.shutdown()
+
+
+def serve(exchange: PaperExchange, host: str = "127.0.0.1", port: int = 0) -> PaperServer:
+    """Start serving `exchange` on a background thread; port 0 picks a free port."""
+    return PaperServer(exchange.api, host, port).start()
+
+
+def serve_forever(exchange: PaperExchange, port: int = 0, host: str = "127.0.0.1",
+                  ready: Callable[[str], None] | None = None) -> None:
+    """Serve in the calling thread until interrupted (Ctrl-C propagates after the socket is closed).
+
+    `ready(url)` is called once the socket is bound, e.g. to print where to connect.
+    """
+    server = PaperServer(exchange.api, host, port)
+    if ready is not None:
+        ready(server.url)
+    try:
+        server.serve_forever()
+    finally:
+        server.shutdown()
