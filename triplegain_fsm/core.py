@@ -37,11 +37,9 @@ log = logging.getLogger(__name__)
 
 def paper_exchange(config: Config) -> Any:
     """The in-process paper exchange the config describes (the embedded default)."""
-    from triplegain_fsm.paper import PaperExchange
+    from triplegain_fsm.paper import paper_from_config
 
-    paper = config.paper
-    return PaperExchange(balances=dict(paper.balances), prices=dict(paper.prices),
-                         liquidity_per_tick=paper.liquidity_per_tick, account=config.exchange.account)
+    return paper_from_config(config)
 
 
 def _no_wait(seconds: float) -> None:

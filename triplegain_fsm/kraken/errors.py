@@ -100,6 +100,18 @@ class MarketPostOnly(OrderRejected):
     """`EService:Market in post_only mode`: only post-only limit orders are accepted."""
 
 
+class MarketRestricted(OrderRejected):
+    """`EService:Market in limit_only mode` / `reduce_only mode`: this kind of order is refused for now."""
+
+
+class ReduceOnlyRejected(OrderRejected):
+    """`EOrder:Reduce only:...`: a reduce-only order found no position to reduce (it may already be closed)."""
+
+
+class PostOnlyRejected(OrderRejected):
+    """`EOrder:Post only order`: a post-only limit (or amend) would have taken liquidity."""
+
+
 class DeadlineElapsed(OrderRejected):
     """`EService:Deadline elapsed`: the engine refused the order after its deadline.
 
@@ -249,6 +261,16 @@ class UnknownOrder(KrakenError):
     """
 
 
+class DuplicateOrder(KrakenError):
+    """`EOrder:Duplicate order`: an OPEN order already carries this cl_ord_id.
+
+    For an AddOrder it means an earlier submission did arrive: outcome unknown,
+    so the submitter looks the order up instead of treating it as rejected.
+    """
+
+    outcome_unknown = True
+
+
 # --- raised by add_order after settling an unknown outcome -----------------------------
 
 class OrderOutcomeUnknown(KrakenError):
@@ -343,6 +365,11 @@ ERROR_TABLE: tuple[tuple[str, type[KrakenError]], ...] = (
     ("EAPI:Rate limit exceeded", ApiRateLimitExceeded),
     ("EService:Market in cancel_only mode", MarketCancelOnly),
     ("EService:Market in post_only mode", MarketPostOnly),
+    ("EService:Market in limit_only mode", MarketRestricted),
+    ("EService:Market in reduce_only mode", MarketRestricted),
+    ("EOrder:Reduce only", ReduceOnlyRejected),
+    ("EOrder:Post only order", PostOnlyRejected),
+    ("EOrder:Duplicate order", DuplicateOrder),
     ("EService:Throttled", Throttled),           # Kraken writes "EService: Throttled: <ts>"
     ("EService:Deadline elapsed", DeadlineElapsed),
     ("EService:Unavailable", ServiceUnavailable),
