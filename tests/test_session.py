@@ -17,6 +17,7 @@ from triplegain_fsm.config import Config
 from triplegain_fsm.errors import ConfigError
 from triplegain_fsm.paper.feeds import Tick
 from triplegain_fsm.session import (
+    DEMO_CRASH_AT,
     Close,
     Modify,
     Open,
@@ -34,7 +35,7 @@ from triplegain_fsm.session import (
 pytestmark = pytest.mark.integration
 
 DATA = Path(__file__).resolve().parent.parent / "triplegain_fsm" / "data"
-CRASH = range(700, 704)   # the demo series' crash ticks (session.DEMO_SERIES)
+CRASH = range(DEMO_CRASH_AT, DEMO_CRASH_AT + 4)   # the demo series' crash ticks (session.demo_ticks)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Literal
 
 import attrs
 from transitions.extensions.diagrams import GraphMachine
@@ -73,6 +74,13 @@ DIAGRAMS: tuple[Diagram, ...] = (
 )
 
 
+def _node_styles(**extra: dict[str, str]) -> Any:
+    """GraphMachine's styles with only the 'default' node style plus `extra` (unused styles clutter Mermaid)."""
+    styles: Any = copy.deepcopy(GraphMachine.style_attributes)
+    styles["node"] = {"default": styles["node"]["default"], **extra}
+    return styles
+
+
 class _TableGraphMachine(GraphMachine):
     """GraphMachine with two extra node styles: the initial state and the final states.
 
@@ -81,25 +89,24 @@ class _TableGraphMachine(GraphMachine):
     where a life starts and where it ends instead.
     """
 
-    style_attributes = copy.deepcopy(GraphMachine.style_attributes)
-    style_attributes["node"] = {
-        "default": GraphMachine.style_attributes["node"]["default"],
-        "initial": {"color": "black", "fillcolor": "lightblue", "peripheries": "1"},
-        "final": {"color": "black", "fillcolor": "lightgrey", "peripheries": "2"},
-    }
+    style_attributes = _node_styles(
+        initial={"color": "black", "fillcolor": "lightblue", "peripheries": "1"},
+        final={"color": "black", "fillcolor": "lightgrey", "peripheries": "2"},
+    )
 
 
 class _Dummy:
     """The model GraphMachine needs to hand out a graph; it is never triggered."""
 
 
-def _graph(diagram: Diagram, engine: str) -> object:
+def _graph(diagram: Diagram, engine: Literal["graphviz", "mermaid"]) -> object:
     kind = diagram.kind
+    initial = str(kind.machine.initial)
     model = _Dummy()
     machine = _TableGraphMachine(
         model=model,
         states=kind.states,
-        initial=kind.machine.initial,
+        initial=initial,
         transitions=[edge.as_kwargs() for edge in kind.table],
         auto_transitions=False,
         graph_engine=engine,
@@ -108,7 +115,7 @@ def _graph(diagram: Diagram, engine: str) -> object:
     )
     graph = machine.model_graphs[id(model)]
     graph.reset_styling()
-    graph.set_node_style(kind.machine.initial, "initial")
+    graph.set_node_style(initial, "initial")
     for state in kind.states:
         if state in kind.final_states:
             graph.set_node_style(state, "final")

@@ -673,8 +673,8 @@ def demo_config(store_path: str | Path) -> Config:
     })
 
 
-DEMO_SERIES = {"seed": 12, "start_price": "43000", "ticks": 1200, "crash_at": 700, "depth": "0.12",
-               "crash_ticks": 4, "recovery_ticks": 120, "max_step_ticks": 150}
+DEMO_CRASH_AT = 700
+DEMO_TICKS = 1200
 
 
 def demo_ticks() -> list[Tick]:
@@ -684,7 +684,8 @@ def demo_ticks() -> list[Tick]:
     in the crash, a take-profit and a trailing stop in the recovery) replays
     the same way every time.
     """
-    return feeds.flash_crash_series(**DEMO_SERIES)
+    return feeds.flash_crash_series(seed=12, start_price="43000", ticks=DEMO_TICKS, crash_at=DEMO_CRASH_AT,
+                                    depth="0.12", crash_ticks=4, recovery_ticks=120, max_step_ticks=150)
 
 
 def demo_schedule(total_ticks: int) -> list[tuple[int, Action]]:
