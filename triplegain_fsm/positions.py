@@ -402,13 +402,14 @@ class PositionTracker:
         pos_cfg = self.config.positions
         side = position.side.opposite
         margin = position.leverage > 1
-        common = dict(symbol=position.symbol, side=side, size=qty, role=role, position_id=position.id,
+        common: dict[str, Any] = dict(symbol=position.symbol, side=side, size=qty, role=role, position_id=position.id,
                       leverage=position.leverage, reduce_only=margin, parent_id=position.entry_order_id)
         if role in (OrderRole.CLOSE, OrderRole.FLATTEN):
             if role is OrderRole.FLATTEN:
                 common.update(side=position.side, reduce_only=False)
             return Order(order_type=OrderType.MARKET, **common)
         level = position.stop_loss if role is OrderRole.STOP_LOSS else position.take_profit
+        assert level is not None, "a leg is only planned for a level that is set"
         pair = self.client.pairs.resolve(position.symbol)
         # round towards the current price (inside the range): the leg triggers a tick early, never late
         inside_up = (role is OrderRole.STOP_LOSS) == position.is_long
@@ -713,10 +714,10 @@ def _crossed_level(position: Position, price: Decimal) -> str | None:
         return None
     long = position.is_long
     stop, target = position.stop_loss, position.take_profit
-    stop_watched = stop is not None and watched_by_core(position.stop_loss_location)
-    if stop_watched and ((price <= stop) if long else (price >= stop)):
+    if stop is not None and watched_by_core(position.stop_loss_location) and (
+            (price <= stop) if long else (price >= stop)):
         return "stop_loss"
-    target_watched = target is not None and watched_by_core(position.take_profit_location)
-    if target_watched and ((price >= target) if long else (price <= target)):
+    if target is not None and watched_by_core(position.take_profit_location) and (
+            (price >= target) if long else (price <= target)):
         return "take_profit"
     return None

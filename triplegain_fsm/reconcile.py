@@ -50,8 +50,8 @@ class Reconciler:
         report.unknown_settled = poll.settled_unknown
         report.errors.extend(poll.errors)
         for order_id, (state, filled) in before.items():
-            order = core.orders.get_order(order_id)
-            if order is not None and (order.state, order.filled_size) != (state, filled):
+            now = core.orders.get_order(order_id)
+            if now is not None and (now.state, now.filled_size) != (state, filled):
                 report.orders_updated += 1
         self._unknown_orders(report)
         self._positions(report)

@@ -108,42 +108,42 @@ class Store:
         db = self.db
         text_cols = {c: str for c in _ORDER_COLUMNS}
         if "orders" not in db.table_names():
-            db["orders"].create(text_cols, pk="id")
-            db["orders"].create_index(["client_order_id"], unique=True)
-            db["orders"].create_index(["external_id"])
-            db["orders"].create_index(["position_id"])
-            db["orders"].create_index(["state"])
+            db.table("orders").create(text_cols, pk="id")
+            db.table("orders").create_index(["client_order_id"], unique=True)
+            db.table("orders").create_index(["external_id"])
+            db.table("orders").create_index(["position_id"])
+            db.table("orders").create_index(["state"])
         else:
-            _add_missing(db["orders"], _ORDER_COLUMNS)
+            _add_missing(db.table("orders"), _ORDER_COLUMNS)
         if "positions" not in db.table_names():
-            db["positions"].create({c: str for c in _POSITION_COLUMNS}, pk="id")
-            db["positions"].create_index(["state"])
+            db.table("positions").create({c: str for c in _POSITION_COLUMNS}, pk="id")
+            db.table("positions").create_index(["state"])
         else:
-            _add_missing(db["positions"], _POSITION_COLUMNS)
+            _add_missing(db.table("positions"), _POSITION_COLUMNS)
         if "events" not in db.table_names():
-            db["events"].create({
+            db.table("events").create({
                 "seq": int, "entity": str, "entity_id": str, "from_state": str, "to_state": str,
                 "trigger": str, "reason": str, "payload_digest": str, "at": str,
             }, pk="seq")
-            db["events"].create_index(["entity", "entity_id"])
+            db.table("events").create_index(["entity", "entity_id"])
         if "fills" not in db.table_names():
-            db["fills"].create({
+            db.table("fills").create({
                 "fill_key": str, "order_id": str, "txid": str, "trade_ids": str, "qty": str,
                 "price": str, "fee": str, "vol_exec": str, "at": str,
             }, pk="fill_key")
-            db["fills"].create_index(["order_id"])
+            db.table("fills").create_index(["order_id"])
         if "alerts" not in db.table_names():
-            db["alerts"].create({
+            db.table("alerts").create({
                 "seq": int, "alert_type": str, "severity": str, "position_id": str,
                 "order_id": str, "message": str, "payload": str, "at": str,
             }, pk="seq")
         if "work" not in db.table_names():
-            db["work"].create({
+            db.table("work").create({
                 "position_id": str, "kind": str, "detail": str, "attempts": int,
                 "next_attempt_at": str, "last_error": str, "created_at": str,
             }, pk=("position_id", "kind"))
         if "meta" not in db.table_names():
-            db["meta"].create({"key": str, "value": str}, pk="key")
+            db.table("meta").create({"key": str, "value": str}, pk="key")
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     # -- transactions ----------------------------------------------------------

@@ -181,8 +181,8 @@ class MachineModel:
         ))
 
     def drain_records(self) -> list[TransitionRecord]:
-        records = getattr(self, "_pending_records", [])
-        self._pending_records = []
+        records: list[TransitionRecord] = getattr(self, "_pending_records", [])
+        self._pending_records: list[TransitionRecord] = []
         return records
 
 
