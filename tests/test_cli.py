@@ -323,6 +323,11 @@ def test_paper_replays_a_price_file_with_a_yaml_schedule(tmp_path: Path, capsys:
     assert "close: manual" in captured.out and "Positions (1)" in captured.out
 
 
+def test_paper_with_an_unknown_symbol_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["paper", "--symbol", "DOGE/USD", "--store", str(tmp_path / "p.sqlite"), "--quiet"]) == 2
+    assert "'DOGE/USD' is not a Kraken pair" in one_line(capsys.readouterr().err)
+
+
 def test_paper_with_a_bad_schedule_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     schedule = tmp_path / "s.yaml"
     schedule.write_text("actions:\n  - {at: 1, close: nobody}\n", encoding="utf-8")

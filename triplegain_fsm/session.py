@@ -458,6 +458,11 @@ class _Session:
         self.clock = ManualClock(self.start)
         self.core = ExecutionCore.from_settings(config, clock=self.clock)
         self.paper = self.core.paper
+        try:  # an unknown pair is a usage error, found before the first tick rather than on it
+            self.core.client.pairs.resolve(symbol)
+        except BaseException:
+            self.core.close()
+            raise
         self.positions_by_ref: dict[str, str] = {}
         self.outcomes: list[ActionOutcome] = []
 
