@@ -116,6 +116,7 @@ class PositionTracker:
     def _index(self, position: Position) -> None:
         if position.state == PositionStatus.CLOSED.value:
             self._open.pop(position.id, None)
+            self._op_locks.pop(position.id, None)
             self._closed[position.id] = position
             while len(self._closed) > self.config.orders.history_size:
                 self._closed.popitem(last=False)
@@ -622,6 +623,8 @@ class PositionTracker:
     # -- ticks --------------------------------------------------------------------------------------------------------
     def on_price_update(self, symbol: str, price: Decimal) -> None:
         """Called on every tick. A tick that crosses no bound is a dict lookup and two comparisons (F09)."""
+        if type(price) is not Decimal:
+            price = positive(price, "price")  # money never arrives as float
         self._prices[symbol] = (price, self.clock())
         bounds = self._bounds.get(symbol)
         if bounds is None or not bounds.crossed(price):
