@@ -51,7 +51,7 @@ def test_defaults_match_the_documented_contract() -> None:
                                                 max_leverage=1, enabled=True)
     assert (c.limits.max_open_positions, c.limits.max_positions_per_symbol, c.limits.max_order_usd) == (5, 2, None)
     assert c.orders == OrdersConfig(poll_interval_seconds=5.0, poll_workers=4, query_batch_size=20,
-                                    history_size=1000, price_max_age_seconds=10.0, use_viqc_for_market_buys=False)
+                                    history_size=1000, price_max_age_seconds=10.0)
     assert c.positions.stop_loss_order_type == "stop-loss"
     assert c.positions.take_profit_order_type == "take-profit"
     assert c.positions.trailing_activation_pct == Decimal("1.0")
@@ -59,7 +59,6 @@ def test_defaults_match_the_documented_contract() -> None:
     assert c.positions.close_unprotected_after_seconds is None
     assert c.alerts == AlertsConfig(log_level="WARNING", repeat_after_seconds=300.0, persist=True)
     assert c.safety.dead_mans_switch_seconds == 0
-    assert c.safety.adopt_unknown_orders is False
     assert c.paper.balances == {"ZUSD": Decimal("100000")}
     assert c.paper.prices == {"BTC/USD": Decimal("43000"), "ETH/USD": Decimal("2300")}
 
@@ -179,7 +178,7 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
     ({"orders": {"query_batch_size": 21}}, "orders.query_batch_size: must be <= 20, got 21"),
     ({"orders": {"query_batch_size": 0}}, "orders.query_batch_size: must be >= 1, got 0"),
     ({"orders": {"poll_workers": 2.5}}, "orders.poll_workers: must be a whole number"),
-    ({"orders": {"use_viqc_for_market_buys": "yes please"}}, "orders.use_viqc_for_market_buys: must be true or false"),
+    ({"alerts": {"persist": "yes please"}}, "alerts.persist: must be true or false"),
     ({"limits": {"max_open_positions": True}}, "limits.max_open_positions: must be a whole number"),
     ({"limits": {"max_order_usd": 0}}, "limits.max_order_usd: must be > 0, got 0"),
     ({"exchange": {"mode": "real"}}, "exchange.mode: must be one of 'paper', 'live', got 'real'"),

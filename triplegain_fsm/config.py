@@ -388,9 +388,6 @@ class OrdersConfig(_Section):
     history_size: int = _setting(1000, ge=1, le=10_000_000)
     # A price older than this is not used to size a market order.
     price_max_age_seconds: float = _setting(10.0, gt=0, le=3600)
-    # Send market buys with Kraken's `viqc` flag (volume in quote currency) instead of
-    # converting USD to a base volume from the last price. Spot only.
-    use_viqc_for_market_buys: bool = _setting(False)
 
 
 @attrs.frozen
@@ -442,8 +439,6 @@ class SafetyConfig(_Section):
     dead_mans_switch_seconds: int = _setting(0, ge=0, le=86400)
     dead_mans_switch_refresh_seconds: float = _setting(20.0, gt=0, le=86400)
     reconcile_interval_seconds: float = _setting(60.0, gt=0, le=86400)
-    # Adopt open exchange orders the store does not know; False = alert (orphan_order) only.
-    adopt_unknown_orders: bool = _setting(False)
 
     def _cross_check(self) -> None:
         dms = self.dead_mans_switch_seconds

@@ -30,7 +30,7 @@ from triplegain_fsm.positions import PositionTracker
 from triplegain_fsm.reconcile import Reconciler, SyncReport
 from triplegain_fsm.safety import CircuitBreaker
 from triplegain_fsm.store import Store
-from triplegain_fsm.unit import StateGuard
+from triplegain_fsm.unit import AlertPolicy, StateGuard
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ class ExecutionCore:
         self.bus = bus or MessageBus()
         self.paper = paper
         self.clock = clock
-        self.guard = StateGuard(store, self.bus)
+        policy = config.alerts
+        self.guard = StateGuard(store, self.bus, AlertPolicy(policy.log_level, policy.repeat_after_seconds,
+                                                             policy.persist))
         self.orders = OrderExecutionManager(self.guard, client, config, clock=clock)
         self.positions = PositionTracker(self.guard, client, config, self.orders, clock=clock)
         self.orders.positions = self.positions

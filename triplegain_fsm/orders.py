@@ -136,8 +136,11 @@ class OrderExecutionManager:
         if not symbol_cfg.enabled:
             raise ProposalError(f"symbol: {proposal.symbol} is disabled in the config")
         self._check_leverage(proposal, pair, symbol_cfg.max_leverage)
-        reference = proposal.entry_price or self._market_price(proposal.symbol)
-        proposal.check_levels(reference, "entry price" if proposal.entry_price else "market price")
+        order_type = proposal.effective_order_type
+        limit_entry = order_type is OrderType.LIMIT and proposal.entry_price is not None
+        reference = proposal.entry_price if limit_entry else self._market_price(proposal.symbol)
+        assert reference is not None
+        proposal.check_levels(reference, "entry price" if limit_entry else "market price")
         volume = self.client.pairs.round_volume(pair, proposal.size_usd / reference)
         if volume <= 0:
             raise ProposalError(f"size_usd: {proposal.size_usd} buys nothing at {reference}")
@@ -145,7 +148,6 @@ class OrderExecutionManager:
         limit = self.config.limits.max_order_usd
         if limit is not None and volume * reference > limit:
             raise ProposalError(f"size_usd: {volume * reference} exceeds limits.max_order_usd {limit}")
-        order_type = proposal.effective_order_type
         price = None
         if order_type is OrderType.LIMIT:
             price = self.client.pairs.round_price(pair, reference, up=proposal.side is OrderSide.SELL)

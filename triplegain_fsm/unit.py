@@ -15,7 +15,9 @@ prove correct than per-object locks and cheap next to any exchange call.
 """
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,14 +29,17 @@ from triplegain_fsm.machines.position_machine import POSITION_KIND
 from triplegain_fsm.models import Order, utcnow
 from triplegain_fsm.store import Store
 
+log = logging.getLogger(__name__)
+
 
 def kind_of(model: Any) -> MachineKind:
     return ORDER_KIND if isinstance(model, Order) else POSITION_KIND
 
 
 class Unit:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, alert_policy: AlertPolicy) -> None:
         self.store = store
+        self.alert_policy = alert_policy
         self._touched: dict[int, Any] = {}
         self._snapshots: dict[int, dict[str, Any]] = {}
         self.messages: list[tuple[str, dict[str, Any]]] = []
@@ -62,7 +67,10 @@ class Unit:
 
     def alert(self, alert_type: str, severity: str, message: str, **details: Any) -> None:
         payload = {"alert_type": alert_type, "severity": severity, "message": message, **details}
-        self._alerts.append(payload)
+        if not self.alert_policy.admit(payload):
+            return
+        if self.alert_policy.persist:
+            self._alerts.append(payload)
         self.messages.append((RISK_ALERTS, payload))
 
     def publish(self, payload: dict[str, Any]) -> None:
@@ -110,12 +118,41 @@ def _event_payload(model: Any, record: Any) -> dict[str, Any]:
     return payload
 
 
+class AlertPolicy:
+    """What happens to an alert besides the bus: logged at its severity, stored, and not
+    repeated for the same condition (type, position, order) within `repeat_after` seconds."""
+
+    LEVELS = {"critical": logging.CRITICAL, "high": logging.ERROR, "warning": logging.WARNING}
+
+    def __init__(self, log_level: str = "WARNING", repeat_after: float = 0.0, persist: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.log_level = logging.getLevelName(log_level)
+        self.repeat_after = repeat_after
+        self.persist = persist
+        self.clock = clock
+        self._last: dict[tuple[Any, ...], float] = {}
+
+    def admit(self, payload: dict[str, Any]) -> bool:
+        """Log the alert; False when the same condition was alerted less than repeat_after ago."""
+        level = self.LEVELS.get(payload.get("severity", ""), logging.INFO)
+        if level >= self.log_level:
+            log.log(level, "risk alert %s: %s", payload.get("alert_type"), payload.get("message"))
+        key = (payload.get("alert_type"), payload.get("position_id"), payload.get("order_id"), payload.get("txid"))
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.repeat_after:
+            return False
+        self._last[key] = now
+        return True
+
+
 class StateGuard:
     """Owns the state lock, the store and the bus; hands out units of work."""
 
-    def __init__(self, store: Store, bus: MessageBus) -> None:
+    def __init__(self, store: Store, bus: MessageBus, alert_policy: AlertPolicy | None = None) -> None:
         self.store = store
         self.bus = bus
+        self.alert_policy = alert_policy or AlertPolicy()
         self.lock = threading.RLock()
         self._local = threading.local()
 
@@ -126,7 +163,7 @@ class StateGuard:
             yield outer
             return
         with self.lock:
-            unit = Unit(self.store)
+            unit = Unit(self.store, self.alert_policy)
             self._local.unit = unit
             try:
                 yield unit

@@ -62,7 +62,7 @@ def test_partial_entry_fills_grow_both_legs_to_the_full_size(make_core):
 
 
 def test_stop_loss_failing_twice_then_succeeding(make_core, collect, clock):
-    core = make_core(account="margin")
+    core = make_core(account="margin", alerts={"repeat_after_seconds": 0})  # every failure alerts
     _, alerts = collect(core)
     result = core.orders.execute_trade(TradeProposal(
         symbol="BTC/USD", side="buy", size_usd=D("4300"), stop_loss=D(41000), take_profit=D(48000), leverage=2))

@@ -119,3 +119,23 @@ def test_concurrent_units_do_not_lose_writes(store):
         t.join()
     assert all(o.fee_amount == 50 for o in store.load_orders())
     assert store.count("orders") == 8
+
+
+def test_alert_policy_repeats_a_lasting_condition_only_after_its_interval(store, caplog):
+    from triplegain_fsm.unit import AlertPolicy
+
+    now = [0.0]
+    bus = MessageBus()
+    seen = []
+    bus.subscribe(RISK_ALERTS, seen.append)
+    guard = StateGuard(store, bus, AlertPolicy("ERROR", repeat_after=300, persist=True, clock=lambda: now[0]))
+    for at in (0, 100, 301):
+        now[0] = at
+        with guard.unit() as unit:
+            unit.alert("position_unprotected", "critical", "no stop", position_id="p1")
+    with guard.unit() as unit:
+        unit.alert("position_unprotected", "warning", "another position", position_id="p2")
+    assert [m.payload["position_id"] for m in seen] == ["p1", "p1", "p2"]
+    assert len(store.alerts()) == 3
+    # every occurrence is logged (at or above the configured level); only publication is throttled
+    assert [r.levelname for r in caplog.records if "risk alert" in r.message] == ["CRITICAL"] * 3
