@@ -495,7 +495,7 @@ class PositionTracker:
         limit = self.config.positions.close_unprotected_after_seconds
         if limit is None or position.state != PositionStatus.UNPROTECTED.value:
             return
-        if (utcnow() - position.opened_at).total_seconds() >= limit:
+        if self.clock() - position.opened_at.timestamp() >= limit:  # opened, and still without protection
             self._begin_close(position, "unprotected too long")
 
     def _amend_qty(self, position: Position, step: Step) -> bool:

@@ -27,6 +27,7 @@ class SyncReport:
     unknown_exchange_orders: list[str] = attrs.field(factory=list)
     position_drift: list[dict[str, Any]] = attrs.field(factory=list)
     positions_reprotected: int = 0
+    positions_closed: list[str] = attrs.field(factory=list)
     errors: list[str] = attrs.field(factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,43 +77,60 @@ class Reconciler:
                            txid=txid)
 
     def _positions(self, report: SyncReport) -> None:
-        """Compare what the core holds with what the exchange holds, per base asset (spot) or pair (margin)."""
+        """Compare what the core holds with what the exchange holds: margin positions per pair and
+        direction, spot positions per base asset (the balance may hold more: other coins are not drift)."""
         core = self.core
-        if core.config.exchange.account == "margin":
-            held = self._margin_exposure()
-        else:
-            held = self._spot_holdings()
-        expected: dict[str, Decimal] = {}
-        for position in core.positions.get_open_positions():
-            key = self._key(position.symbol)
+        positions = core.positions.get_open_positions()
+        expected: dict[tuple[str, str], Decimal] = {}
+        owners: dict[tuple[str, str], list[Any]] = {}
+        for position in positions:
+            if position.entry_size == 0:
+                continue
+            key = self._key(position)
             sign = 1 if position.side is OrderSide.BUY else -1
             expected[key] = expected.get(key, Decimal(0)) + sign * (position.size - position.excess_size)
+            owners.setdefault(key, []).append(position)
+        held: dict[tuple[str, str], Decimal] = {}
+        if core.config.exchange.account == "margin":
+            held.update(self._margin_exposure())
+        if any(kind == "spot" for kind, _ in expected):
+            held.update(self._spot_holdings())
         drift = []
-        for key in sorted(set(expected) | {k for k, v in held.items() if v}):
+        for key in sorted(set(expected) | {k for k, v in held.items() if v and k[0] == "margin"}):
             want, have = expected.get(key, Decimal(0)), held.get(key, Decimal(0))
-            short = want > 0 and have < want if core.config.exchange.account == "spot" else want != have
-            if short:
-                drift.append({"asset": key, "core": str(want), "exchange": str(have)})
-        if drift:
-            report.position_drift = drift
-            with core.guard.unit() as unit:
-                for item in drift:
-                    unit.alert(alerts.EXCHANGE_DRIFT, alerts.CRITICAL,
-                               f"{item['asset']}: core holds {item['core']}, exchange {item['exchange']}", **item)
+            if (have < want) if key[0] == "spot" and want > 0 else (have != want):
+                drift.append({"asset": key[1], "kind": key[0], "core": str(want), "exchange": str(have)})
+        if not drift:
+            return
+        report.position_drift = drift
+        gone = []
+        with core.guard.unit() as unit:
+            for item in drift:
+                unit.alert(alerts.EXCHANGE_DRIFT, alerts.CRITICAL,
+                           f"{item['kind']} {item['asset']}: core holds {item['core']}, exchange {item['exchange']}",
+                           **item)
+                if Decimal(item["exchange"]) == 0:
+                    for position in owners.get((item["kind"], item["asset"]), []):
+                        position.close_reason = "gone from the exchange (closed outside the core); P&L incomplete"
+                        unit.fire(position, "vanish", reason=position.close_reason)
+                        gone.append(position.id)
+        report.positions_closed = gone
+        for pid in gone:
+            core.positions.converge(pid)  # cancels its legs: nothing is left orphaned
 
-    def _key(self, symbol: str) -> str:
-        pair = self.core.client.pairs.resolve(symbol)
-        return pair.base if self.core.config.exchange.account == "spot" else pair.altname
+    def _key(self, position: Any) -> tuple[str, str]:
+        pair = self.core.client.pairs.resolve(position.symbol)
+        return ("margin", pair.altname) if position.leverage > 1 else ("spot", pair.base)
 
-    def _spot_holdings(self) -> dict[str, Decimal]:
-        return dict(self.core.client.balances())
+    def _spot_holdings(self) -> dict[tuple[str, str], Decimal]:
+        return {("spot", asset): amount for asset, amount in self.core.client.balances().items()}
 
-    def _margin_exposure(self) -> dict[str, Decimal]:
-        exposure: dict[str, Decimal] = {}
+    def _margin_exposure(self) -> dict[tuple[str, str], Decimal]:
+        exposure: dict[tuple[str, str], Decimal] = {}
         pairs = self.core.client.pairs
         for row in self.core.client.open_positions().values():
-            pair = pairs.resolve(row["pair"]).altname
+            key = ("margin", pairs.resolve(row["pair"]).altname)
             sign = 1 if row["type"] == "buy" else -1
             open_vol = Decimal(row["vol"]) - Decimal(row.get("vol_closed", "0"))
-            exposure[pair] = exposure.get(pair, Decimal(0)) + sign * open_vol
+            exposure[key] = exposure.get(key, Decimal(0)) + sign * open_vol
         return exposure

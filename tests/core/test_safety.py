@@ -60,6 +60,36 @@ def test_holdings_missing_at_the_exchange_are_drift(make_core, collect):
     report = core.sync_with_exchange()
     assert report.position_drift and report.position_drift[0]["asset"] == "XXBT"
     assert "exchange_drift" in kinds(alerts)
+    position = core.positions.get_position(report.positions_closed[0])
+    assert position.status is PositionStatus.CLOSED and "gone from the exchange" in position.close_reason
+
+
+def test_margin_position_closed_by_hand_is_closed_locally_and_its_legs_cancelled(make_core, collect):
+    core = make_core(account="margin")
+    _, alerts = collect(core)
+    result = long(core)
+    position = core.positions.get_position(result.position_id)
+    core.client.private("AddOrder", pair="XBTUSD", type="sell", ordertype="market", leverage="2",
+                        reduce_only=True, volume=format(position.size, "f"))  # a human, on the website
+    report = core.sync_with_exchange()
+    assert report.positions_closed == [position.id] and position.status is PositionStatus.CLOSED
+    assert core.paper.open_orders() == {}, "no orphan leg is left at the exchange (F12)"
+    assert "exchange_drift" in kinds(alerts)
+
+
+def test_unprotected_position_is_closed_after_the_configured_time(make_core, collect, clock):
+    core = make_core(account="margin", positions={"close_unprotected_after_seconds": 60})
+    result = core.orders.execute_trade(TradeProposal(
+        symbol="BTC/USD", side="buy", size_usd=D("4300"), stop_loss=D(41000), take_profit=D(48000), leverage=2))
+    core.paper.faults.fail_next("AddOrder", "EOrder:Margin allowance exceeded", times=2)
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    assert position.status is PositionStatus.UNPROTECTED
+    clock.advance(61)
+    core.poll_once()
+    core.poll_once()
+    assert position.status is PositionStatus.CLOSED and position.close_reason == "unprotected too long"
+    assert core.paper.positions() == {}
 
 
 def test_circuit_opens_on_repeated_failures_and_closes_after_a_probe(make_core, collect, clock):

@@ -37,6 +37,8 @@ POSITION_TABLE: tuple[Edge, ...] = (
     Edge("flatten_filled", _CLOSING, None, before=("apply_flatten_fill",)),
     Edge("settle", _CLOSING, _CLOSED, conditions=("is_flat",),
          note="flat and no order of the position still working: nothing orphaned"),
+    Edge("vanish", _HOLDING, _CLOSING, before=("apply_vanish",),
+         note="real world: the exchange no longer holds it (closed by hand, liquidated); legs must go"),
     Edge("close_failed", _CLOSING, _UNPROT, unless=("is_flat",),
          note="the close order was rejected or cancelled: the position needs protection again"),
 )
@@ -111,6 +113,12 @@ class PositionMachineMixin:
         self.total_fees += fee
         self.excess_size = max(Decimal(0), self.excess_size - qty)
         self._update_realized()
+
+    def apply_vanish(self, **_: Any) -> None:
+        """The exchange closed it without us: no fill to price the rest, so realized P&L keeps
+        only what the core saw filled (close_reason says so)."""
+        self.size = Decimal(0)
+        self.excess_size = Decimal(0)
 
     def _update_realized(self) -> None:
         """Realized = everything except the open remainder, which is marked at entry (so it counts zero)."""
