@@ -184,6 +184,7 @@ class ExecutionCore:
     def price_tick(self, symbol: str, price: Decimal) -> None:
         """Feed a price to the paper exchange (if any) and to the position tracker."""
         if self.paper is not None:
+            self.client.pairs.resolve(symbol)  # an unknown symbol is the bot's error, not the exchange's
             self.paper.set_price(symbol, price)
         self.positions.on_price_update(symbol, price)
 

@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from triplegain_fsm.errors import (
 from triplegain_fsm.kraken.errors import KrakenError, UnknownOrder
 from triplegain_fsm.kraken.order_request import OrderRequest
 from triplegain_fsm.machines.order_machine import ORDER_KIND
-from triplegain_fsm.models import ExecutionResult, Order, TradeProposal, utcnow
+from triplegain_fsm.models import ExecutionResult, Order, TradeProposal
 from triplegain_fsm.reports import MalformedReport, OrderReport, parse_order_report
 from triplegain_fsm.unit import StateGuard, Unit
 
@@ -74,6 +75,10 @@ class OrderExecutionManager:
         self._live: dict[str, Order] = {}                   # not final: the poller's working set
         self._history: OrderedDict[str, Order] = OrderedDict()  # final, bounded by config
         self._by_txid: dict[str, Order] = {}
+
+    def now(self) -> datetime:
+        """Timestamps come from the core's clock, so deadlines and ages compare like with like."""
+        return datetime.fromtimestamp(self.clock(), timezone.utc)
 
     # -- reads (one index, one lock: an order is never between two maps, F15) --------
     def get_order(self, order_id: str) -> Order | None:
@@ -152,7 +157,7 @@ class OrderExecutionManager:
         if order_type is OrderType.LIMIT:
             price = self.client.pairs.round_price(pair, reference, up=proposal.side is OrderSide.SELL)
         order = Order(symbol=proposal.symbol, side=proposal.side, order_type=order_type, size=volume,
-                      price=price, leverage=proposal.leverage, proposal_id=proposal.id)
+                      price=price, leverage=proposal.leverage, proposal_id=proposal.id, created_at=self.now())
         with self.guard.unit() as unit:
             self._check_position_limits(proposal.symbol)
             position = self.positions.open_for(unit, proposal, order)
@@ -402,7 +407,7 @@ class OrderExecutionManager:
         cost = report.cost - order.filled_cost
         fee = report.fee - order.fee_amount
         price = cost / qty if cost > 0 else report.avg_price
-        now = utcnow()
+        now = self.now()
         fill_key = f"{order.id}:{format(report.vol_exec, 'f')}"
         unit.write(lambda store: store.record_fill(fill_key, order.id, report.txid, list(report.trade_ids), qty,
                                                    price, fee, report.vol_exec, now))

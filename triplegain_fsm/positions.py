@@ -34,7 +34,7 @@ from triplegain_fsm.enums import LegLocation, OrderRole, OrderSide, OrderStatus,
 from triplegain_fsm.errors import IllegalTransition, NotFoundError, ProposalError
 from triplegain_fsm.kraken.errors import InsufficientFunds, KrakenError, UnknownOrder
 from triplegain_fsm.machines.position_machine import POSITION_KIND
-from triplegain_fsm.models import Order, Position, TradeProposal, utcnow
+from triplegain_fsm.models import Order, Position, TradeProposal
 from triplegain_fsm.money import ZERO, positive, to_decimal
 from triplegain_fsm.ticks import HUNDRED, Bounds, compute_bounds, trailing_trigger, watched_by_core
 from triplegain_fsm.unit import StateGuard, Unit
@@ -148,7 +148,7 @@ class PositionTracker:
             symbol=proposal.symbol, side=proposal.side, leverage=proposal.leverage,
             stop_loss=proposal.stop_loss, take_profit=proposal.take_profit, entry_order_id=entry.id,
             trailing_stop_distance_pct=pos_cfg.trailing_distance_pct,
-            trailing_stop_activation_pct=pos_cfg.trailing_activation_pct,
+            trailing_stop_activation_pct=pos_cfg.trailing_activation_pct, opened_at=self.orders.now(),
         )
         POSITION_KIND.attach(position)
         unit.touch(position)
@@ -230,7 +230,7 @@ class PositionTracker:
             unit.write(lambda store: store.done_work(position.id, CONVERGE))
             self._due.pop(position.id, None)
             return
-        now = utcnow()
+        now = self.orders.now()
         due = now + timedelta(seconds=delay)
         attempts = self._attempts.get(position.id, 0)
         unit.write(lambda store: store.put_work(position.id, CONVERGE, {"reason": reason}, now, attempts=attempts,
@@ -342,7 +342,7 @@ class PositionTracker:
     def _finish(self, unit: Unit, position: Position, step: Step | None) -> None:
         if step is not None and step.action == "settle":
             unit.fire(position, "settle", reason=position.close_reason or "flat")
-            position.closed_at = utcnow()
+            position.closed_at = self.orders.now()
         elif step is not None and step.action == "protected":
             self._refresh_coverage(unit, position)
             if position.state == PositionStatus.UNPROTECTED.value and position.legs_cover_size():
@@ -403,8 +403,9 @@ class PositionTracker:
         pos_cfg = self.config.positions
         side = position.side.opposite
         margin = position.leverage > 1
-        common: dict[str, Any] = dict(symbol=position.symbol, side=side, size=qty, role=role, position_id=position.id,
-                      leverage=position.leverage, reduce_only=margin, parent_id=position.entry_order_id)
+        common: dict[str, Any] = dict(
+            created_at=self.orders.now(), symbol=position.symbol, side=side, size=qty, role=role,
+            position_id=position.id, leverage=position.leverage, reduce_only=margin, parent_id=position.entry_order_id)
         if role in (OrderRole.CLOSE, OrderRole.FLATTEN):
             if role is OrderRole.FLATTEN:
                 common.update(side=position.side, reduce_only=False)

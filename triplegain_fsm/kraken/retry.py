@@ -47,7 +47,9 @@ class KrakenWait(wait_base):
     def __init__(self, clock: Callable[[], float], initial: float = 0.5, maximum: float = 8.0,
                  jitter: float = 0.5) -> None:
         self._clock = clock
-        self._backoff = tenacity.wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
+        # exponential plus uniform jitter, composed from waits every tenacity 8/9 release has
+        # (wait_exponential_jitter's `initial` is deprecated in 9.2)
+        self._backoff = tenacity.wait_exponential(multiplier=initial, max=maximum) + tenacity.wait_random(0, jitter)
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         if _testing:
