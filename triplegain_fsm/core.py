@@ -24,6 +24,8 @@ from triplegain_fsm.credentials import Credentials, load_credentials
 from triplegain_fsm.errors import ConfigError
 from triplegain_fsm.kraken.client import KrakenClient
 from triplegain_fsm.kraken.errors import KrakenError
+from triplegain_fsm.machines.order_machine import ORDER_KIND
+from triplegain_fsm.machines.position_machine import POSITION_KIND
 from triplegain_fsm.orders import OrderExecutionManager, PollReport
 from triplegain_fsm.poller import Poller
 from triplegain_fsm.positions import PositionTracker
@@ -142,7 +144,13 @@ class ExecutionCore:
                 log.error("could not disarm the dead man's switch: %s", exc)
 
     def close(self) -> None:
+        """Stop, detach this core's models from the process-wide machines, close the store."""
         self.stop()
+        with self.guard.lock:
+            for order in self.orders.working_orders():
+                ORDER_KIND.detach(order)
+            for position in self.positions.get_open_positions():
+                POSITION_KIND.detach(position)
         self.store.close()
 
     def _use_pool(self, pool: Any) -> None:

@@ -22,7 +22,7 @@ import attrs
 
 from triplegain_fsm import alerts
 from triplegain_fsm.config import Config
-from triplegain_fsm.enums import OrderSide, OrderStatus, OrderType
+from triplegain_fsm.enums import OrderRole, OrderSide, OrderStatus, OrderType
 from triplegain_fsm.errors import (
     CircuitOpenError,
     IllegalTransition,
@@ -96,6 +96,11 @@ class OrderExecutionManager:
         for order in self.guard.store.load_orders("position_id = ?", (position_id,)):
             known.setdefault(order.id, order)
         return sorted(known.values(), key=lambda o: o.created_at)
+
+    def working_orders(self) -> list[Order]:
+        """Every unfinished order, PENDING ones included."""
+        with self.guard.lock:
+            return list(self._live.values())
 
     def working_for_position(self, position_id: str) -> list[Order]:
         """The position's unfinished orders, from memory (every unfinished order is indexed there)."""
@@ -278,6 +283,18 @@ class OrderExecutionManager:
                                         "outcome unknown: settle it first (poll_once)")
             if order.state != OrderStatus.CANCEL_PENDING.value:
                 unit.fire(order, "request_cancel", reason=reason)
+        if not self._send_cancel(order):
+            return False
+        self.refresh([order])
+        return order.is_final
+
+    def _send_cancel(self, order: Order) -> bool:
+        """Ask the exchange to cancel; False when it definitely refused (the order is working again).
+
+        An unknown outcome leaves the order CANCEL_PENDING: the next poll either sees
+        it gone or still open, and then asks again (a cancel is safe to repeat).
+        """
+        assert order.external_id is not None
         try:
             age = self.clock() - order.created_at.timestamp()
             self.client.cancel_order(txid=order.external_id, pair=self.client.pairs.resolve(order.symbol).altname,
@@ -291,8 +308,7 @@ class OrderExecutionManager:
                     if order.state == OrderStatus.CANCEL_PENDING.value:
                         unit.fire(order, "cancel_refused", reason=str(exc))
                 return False
-        self.refresh([order])
-        return order.is_final
+        return True
 
     # -- polling ------------------------------------------------------------------------------------
     def poll_once(self) -> PollReport:
@@ -303,6 +319,8 @@ class OrderExecutionManager:
             unknown = [o for o in self._live.values() if o.state == _UNKNOWN]
         report.orders_polled = len(live)
         self.refresh(live, report)
+        for order in [o for o in live if o.state == OrderStatus.CANCEL_PENDING.value]:
+            self._send_cancel(order)  # still open after a cancel whose answer was lost: ask again
         for order in unknown:
             self._settle_unknown(order, report)
         if self.positions is not None:
@@ -387,6 +405,9 @@ class OrderExecutionManager:
         if report.vol != order.size and not order.is_final:
             unit.touch(order)
             order.size = report.vol  # the exchange is the truth (an amend, or a manual edit)
+        moved = report.trigger_price is not None and order.stop_price is not None
+        if moved and report.trigger_price != order.stop_price and not order.is_final and self.positions is not None:
+            self.positions.on_trigger_moved(unit, order, report.trigger_price)  # an amend we did not record
         if report.vol_exec > order.filled_size:
             fills = self._apply_fill(unit, order, report)
         if order.is_final:
@@ -433,6 +454,14 @@ class OrderExecutionManager:
                 ORDER_KIND.attach(order)
                 if order.state == OrderStatus.PENDING.value:  # it may have left before the crash
                     unit.fire(order, "submit_unknown", reason="restart: may have been sent; settling by client id")
+                    unit.alert(alerts.ORDER_OUTCOME_UNKNOWN, alerts.HIGH,
+                               f"{order.role.value} order {order.id} was being sent when the process stopped; "
+                               "settling it by client order id", order_id=order.id, position_id=order.position_id,
+                               client_order_id=order.client_order_id)
+                    if order.role in (OrderRole.STOP_LOSS, OrderRole.CLOSE, OrderRole.FLATTEN):
+                        unit.alert(alerts.POSITION_UNPROTECTED, alerts.CRITICAL,
+                                   f"position {order.position_id} has no confirmed {order.role.value} order until "
+                                   f"{order.id} is settled", order_id=order.id, position_id=order.position_id)
                 self._index(order)
                 count += 1
         return count

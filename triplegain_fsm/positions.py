@@ -208,6 +208,22 @@ class PositionTracker:
         self._index(position)
         self._schedule(unit, position, reason=f"{order.role.value} {order.state.lower()}")
 
+    def on_trigger_moved(self, unit: Unit, order: Order, trigger: Decimal) -> None:
+        """The exchange holds a leg at another trigger than recorded (an amend whose answer was lost,
+        or a human): the exchange is the truth, for the order and for the position's level."""
+        unit.touch(order)
+        old, order.stop_price = order.stop_price, trigger
+        position = self._open.get(order.position_id or "")
+        name = _LEG_ROLES.get(order.role)
+        if position is None or name is None or getattr(position, f"{name}_order_id") != order.id:
+            return
+        unit.touch(position)
+        setattr(position, name, trigger)
+        self._index(position)
+        unit.alert(alerts.EXCHANGE_DRIFT, alerts.WARNING,
+                   f"{name} of position {position.id} is at {trigger} at the exchange, not {old}: adopted",
+                   position_id=position.id, order_id=order.id)
+
     def _leg_gone(self, unit: Unit, position: Position, order: Order) -> None:
         """A leg ended without filling. Expected while closing; otherwise protection was lost."""
         name = _LEG_ROLES[order.role]

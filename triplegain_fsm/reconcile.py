@@ -14,6 +14,7 @@ import attrs
 from triplegain_fsm import alerts
 from triplegain_fsm.enums import OrderSide
 from triplegain_fsm.orders import PollReport
+from triplegain_fsm.reports import MalformedReport, parse_position_row
 
 if TYPE_CHECKING:
     from triplegain_fsm.core import ExecutionCore
@@ -91,8 +92,14 @@ class Reconciler:
             expected[key] = expected.get(key, Decimal(0)) + sign * (position.size - position.excess_size)
             owners.setdefault(key, []).append(position)
         held: dict[tuple[str, str], Decimal] = {}
-        if core.config.exchange.account == "margin":
-            held.update(self._margin_exposure())
+        try:
+            if core.config.exchange.account == "margin":
+                held.update(self._margin_exposure())
+        except MalformedReport as exc:  # never close or adopt anything on data we cannot read
+            report.errors.append(str(exc))
+            with core.guard.unit() as unit:
+                unit.alert(alerts.MALFORMED_REPORT, alerts.HIGH, f"OpenPositions unreadable, not compared: {exc}")
+            return
         if any(kind == "spot" for kind, _ in expected):
             held.update(self._spot_holdings())
         drift = []
@@ -128,9 +135,12 @@ class Reconciler:
     def _margin_exposure(self) -> dict[tuple[str, str], Decimal]:
         exposure: dict[tuple[str, str], Decimal] = {}
         pairs = self.core.client.pairs
-        for row in self.core.client.open_positions().values():
-            key = ("margin", pairs.resolve(row["pair"]).altname)
-            sign = 1 if row["type"] == "buy" else -1
-            open_vol = Decimal(row["vol"]) - Decimal(row.get("vol_closed", "0"))
-            exposure[key] = exposure.get(key, Decimal(0)) + sign * open_vol
+        rows = self.core.client.open_positions()
+        if not isinstance(rows, dict):
+            raise MalformedReport(f"OpenPositions: expected an object, got {type(rows).__name__}")
+        for posid, raw in rows.items():
+            row = parse_position_row(posid, raw)
+            key = ("margin", pairs.resolve(row.pair).altname)
+            sign = 1 if row.side == "buy" else -1
+            exposure[key] = exposure.get(key, Decimal(0)) + sign * row.open_volume
         return exposure

@@ -14,6 +14,7 @@ import attrs
 from triplegain_fsm.errors import ValidationError
 
 KRAKEN_STATUSES = frozenset({"pending", "open", "closed", "canceled", "expired"})
+TRIGGERED_TYPES = frozenset({"stop-loss", "take-profit", "stop-loss-limit", "take-profit-limit"})
 
 
 class MalformedReport(ValidationError):
@@ -32,6 +33,7 @@ class OrderReport:
     reason: str | None
     trade_ids: tuple[str, ...]
     cl_ord_id: str | None
+    trigger_price: Decimal | None      # a stop/take-profit's trigger as the exchange holds it
     raw: dict[str, Any] = attrs.field(eq=False, repr=False)
 
     @property
@@ -67,10 +69,37 @@ def parse_order_report(txid: str, info: Any) -> OrderReport:
         raise MalformedReport(f"order {txid}: trades is not a list of ids")
     cl_ord_id = info.get("cl_ord_id")
     reason = info.get("reason")
+    descr = info.get("descr")
+    trigger = None
+    if isinstance(descr, dict) and descr.get("ordertype") in TRIGGERED_TYPES:
+        trigger = _dec(descr, "price", txid)  # Kraken: the trigger is `price` for these types
     return OrderReport(
         txid=txid, status=status, vol=vol, vol_exec=vol_exec,
         cost=_dec(info, "cost", txid, "0"), fee=_dec(info, "fee", txid, "0"),
         avg_price=_dec(info, "price", txid, "0"),
         reason=reason if isinstance(reason, str) else None,
-        trade_ids=tuple(trades), cl_ord_id=cl_ord_id if isinstance(cl_ord_id, str) else None, raw=info,
+        trade_ids=tuple(trades), cl_ord_id=cl_ord_id if isinstance(cl_ord_id, str) else None,
+        trigger_price=trigger, raw=info,
     )
+
+
+@attrs.frozen
+class PositionRow:
+    """One OpenPositions row (margin): the open volume of one fill of one order."""
+
+    posid: str
+    pair: str
+    side: str
+    open_volume: Decimal
+
+
+def parse_position_row(posid: str, row: Any) -> PositionRow:
+    if not isinstance(row, dict):
+        raise MalformedReport(f"position {posid}: expected an object, got {type(row).__name__}")
+    pair, side = row.get("pair"), row.get("type")
+    if not isinstance(pair, str) or side not in ("buy", "sell"):
+        raise MalformedReport(f"position {posid}: pair {pair!r} / type {side!r} missing or invalid")
+    volume = _dec(row, "vol", posid) - _dec(row, "vol_closed", posid, "0")
+    if volume < 0:
+        raise MalformedReport(f"position {posid}: vol_closed exceeds vol")
+    return PositionRow(posid=posid, pair=pair, side=side, open_volume=volume)
