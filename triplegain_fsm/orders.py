@@ -405,9 +405,10 @@ class OrderExecutionManager:
         if report.vol != order.size and not order.is_final:
             unit.touch(order)
             order.size = report.vol  # the exchange is the truth (an amend, or a manual edit)
-        moved = report.trigger_price is not None and order.stop_price is not None
-        if moved and report.trigger_price != order.stop_price and not order.is_final and self.positions is not None:
-            self.positions.on_trigger_moved(unit, order, report.trigger_price)  # an amend we did not record
+        trigger = report.trigger_price
+        if (trigger is not None and order.stop_price is not None and trigger != order.stop_price
+                and not order.is_final and self.positions is not None):
+            self.positions.on_trigger_moved(unit, order, trigger)  # an amend whose answer we never saw
         if report.vol_exec > order.filled_size:
             fills = self._apply_fill(unit, order, report)
         if order.is_final:
