@@ -1,0 +1,317 @@
+"""The fault matrix: every exchange call in an order's and a position's life x every way that call can fail.
+
+Each cell builds a margin core on the paper exchange, drives a realistic scenario
+through the public API (execute_trade, poll_once, cancel_order, close_position,
+modify_position, sync_with_exchange) with ONE fault queued for ONE call, then runs
+settling polls on a fake clock moved past every deadline and backoff
+(unknown-outcome look-ups, protection retries, the auth halt, reconciliation), and
+checks what must survive any fault (tests/faults/invariants.py):
+
+- no duplicate order at the exchange, and exactly one entry order reached it;
+- no lost fill: each core order filled what the exchange traded for its txid;
+- no position holding size that is not PROTECTED unless an alert said so;
+- store == memory, and both agree with the exchange about what is still working
+  (open or not, size, trigger price; net margin exposure);
+- a clear answer at every public call: a result, an ExecutionResult carrying its
+  error, or a TripleGainError -- never a bare KeyError/TypeError from inside.
+
+Faults come from the paper exchange (`core.paper.faults`): not acted = the exchange
+never saw the request; acted = it did the work and the answer was then lost or
+spoiled, the case that must not turn into a second order.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal as D
+from typing import Any
+
+import attrs
+import pytest
+
+from triplegain_fsm import ExecutionResult, OrderRole, OrderStatus, TradeProposal, TripleGainError
+from triplegain_fsm.core import ExecutionCore
+from triplegain_fsm.paper import Faults
+from triplegain_fsm.testing import FakeClock
+
+pytestmark = pytest.mark.integration
+
+SETTLE_POLLS = 8          # cycles after the scenario ...
+SETTLE_STEP = 35.0        # ... each this many seconds later: 280 s covers every deadline and backoff
+
+
+# -- faults ---------------------------------------------------------------------------------------------------
+
+def _each_entry(result: Any) -> list[dict[str, Any]]:
+    return [v for v in result.values() if isinstance(v, dict)] if isinstance(result, dict) else []
+
+
+def _fields_missing(method: str) -> Callable[[dict[str, Any]], None]:
+    """The real answer with the fields a client needs taken out."""
+
+    def mutate(payload: dict[str, Any]) -> None:
+        result = payload["result"]
+        if method == "AddOrder":
+            result.pop("txid", None)
+        elif method == "QueryOrders":
+            for info in _each_entry(result):
+                info.pop("vol_exec", None)
+                info.pop("cost", None)
+        elif method in ("OpenOrders", "ClosedOrders"):
+            for info in _each_entry(result.get("open" if method == "OpenOrders" else "closed")):
+                info.pop("cl_ord_id", None)
+                info.pop("status", None)
+        elif method == "OpenPositions":
+            for row in _each_entry(result):
+                row.pop("vol", None)
+                row.pop("type", None)
+        else:  # CancelOrder {count, pending}, AmendOrder {amend_id}
+            result.clear()
+
+    return mutate
+
+
+def _wrong_types(method: str) -> Callable[[dict[str, Any]], None]:
+    """The real answer with fields of the wrong JSON type."""
+
+    def mutate(payload: dict[str, Any]) -> None:
+        result = payload["result"]
+        if method == "AddOrder":
+            result["txid"] = 12345
+        elif method == "QueryOrders":
+            for info in _each_entry(result):
+                info["vol_exec"] = ["0.1"]
+                info["status"] = 7
+        elif method == "OpenOrders":
+            result["open"] = ["not", "a", "map"]
+        elif method == "ClosedOrders":
+            result["closed"] = "nothing"
+            result["count"] = "many"
+        elif method == "OpenPositions":
+            for row in _each_entry(result):
+                row["vol"] = {"v": 1}
+                row["vol_closed"] = None
+        elif method == "CancelOrder":
+            result.update(count="one", pending="maybe")
+        else:
+            result["amend_id"] = {"id": 1}
+
+    return mutate
+
+
+# fault name -> queue(faults, method, times)
+FAULTS: dict[str, Callable[[Faults, str, int], Any]] = {
+    "timeout_before_send": lambda f, m, n: f.timeout_before_next(m, times=n),
+    "response_lost_after_acting": lambda f, m, n: f.lose_next_response(m, times=n),
+    "http500": lambda f, m, n: f.http_status_next(m, 500, times=n),
+    "http500_acted": lambda f, m, n: f.http_status_next(m, 500, acted=True, times=n),
+    "http502": lambda f, m, n: f.http_status_next(m, 502, times=n),
+    "http502_acted": lambda f, m, n: f.http_status_next(m, 502, acted=True, times=n),
+    "http520": lambda f, m, n: f.http_status_next(m, 520, times=n),
+    "http520_acted": lambda f, m, n: f.http_status_next(m, 520, acted=True, times=n),
+    "EService:Unavailable": lambda f, m, n: f.fail_next(m, "EService:Unavailable", times=n),
+    "EService:Busy": lambda f, m, n: f.fail_next(m, "EService:Busy", times=n),
+    "EAPI:Rate limit exceeded": lambda f, m, n: f.fail_next(m, "EAPI:Rate limit exceeded", times=n),
+    "EOrder:Rate limit exceeded": lambda f, m, n: f.fail_next(m, "EOrder:Rate limit exceeded", times=n),
+    "EAPI:Invalid nonce": lambda f, m, n: f.fail_next(m, "EAPI:Invalid nonce", times=n),
+    "malformed_json": lambda f, m, n: f.malformed_next(m, times=n),
+    "malformed_json_acted": lambda f, m, n: f.malformed_next(m, acted=True, times=n),
+    "result_fields_missing": lambda f, m, n: f.corrupt_result_next(m, _fields_missing(m), times=n),
+    "result_wrong_types": lambda f, m, n: f.corrupt_result_next(m, _wrong_types(m), times=n),
+}
+
+# How long the fault lasts: the next call only (the matrix the brief asks for), or an outage
+# of that method lasting through every retry of one call (the client tries a call at most 4
+# times) until the end of the first settling poll -- the paths where retries run out.
+DURATIONS = {"once": 1, "outage": 4}
+
+
+# -- scenarios -------------------------------------------------------------------------------------------------
+
+def long(entry: str | None = None, size: str = "4300") -> TradeProposal:
+    return TradeProposal(symbol="BTC/USD", side="buy", size_usd=D(size), stop_loss=D(41000), take_profit=D(48000),
+                         leverage=2, entry_price=D(entry) if entry else None)
+
+
+@attrs.define
+class Run:
+    core: ExecutionCore
+    clock: FakeClock
+    bot: Any
+    method: str
+    fault: Callable[[Faults, str, int], Any]
+    times: int = 1
+    injected: int = 0
+
+    def inject(self) -> None:
+        """Queue this cell's fault for the next call(s) of this cell's Kraken method."""
+        self.fault(self.core.paper.faults, self.method, self.times)
+        self.injected += 1
+
+    def settle(self) -> None:
+        for _ in range(SETTLE_POLLS):
+            self.clock.advance(SETTLE_STEP)
+            self.bot.poll()
+            self.core.paper.faults.clear()   # an outage ends with the first settling poll
+
+    def protected_long(self, **kwargs: Any) -> str:
+        result = self.bot.execute(long(**kwargs))
+        assert isinstance(result, ExecutionResult) and result.success, f"setup failed: {result}"
+        self.bot.poll()
+        return result.position_id
+
+
+def _retry_if_refused(run: Run, result: Any) -> None:
+    """A bot re-sends a trade the core settled as certainly not placed (never one still unknown)."""
+    if isinstance(result, TripleGainError):
+        refused = True
+    else:
+        refused = run.core.orders.get_order(result.order.id).status is OrderStatus.REJECTED
+    if refused:
+        run.bot.execute(long())
+        run.settle()
+
+
+def entry_add_order(run: Run) -> None:
+    run.inject()
+    result = run.bot.execute(long())
+    run.settle()
+    _retry_if_refused(run, result)
+
+
+def stop_loss_add_order(run: Run) -> None:
+    run.bot.execute(long())
+    run.inject()          # the next AddOrder is the stop-loss, sent on the poll that sees the entry fill
+    run.settle()
+
+
+def take_profit_add_order(run: Run) -> None:
+    def after_stop_is_open(message: Any) -> None:
+        p = message.payload
+        if (not run.injected and p.get("event") == "order_transition" and p.get("role") == "stop_loss"
+                and p.get("to_state") == "OPEN"):
+            run.inject()  # published before converge moves on to the take-profit
+
+    run.core.bus.subscribe("execution", after_stop_is_open)
+    run.bot.execute(long())
+    run.settle()
+
+
+def close_add_order(run: Run) -> None:
+    position_id = run.protected_long()
+    run.inject()          # close_position cancels both legs, then sends the market close
+    run.bot.close(position_id)
+    run.settle()
+
+
+def query_entry_fill(run: Run) -> None:
+    run.bot.execute(long())
+    run.inject()
+    run.settle()
+
+
+def query_leg_fill(run: Run) -> None:
+    run.protected_long()
+    run.inject()
+    run.core.price_tick("BTC/USD", D("48100"))   # the take-profit fills at the exchange; the stop must go
+    run.settle()
+
+
+def cancel_entry(run: Run) -> None:
+    result = run.bot.execute(long(entry="42000"))
+    run.inject()
+    run.bot.cancel(result.order.id)   # asked once: settling a cancel in flight is the poller's job
+    run.settle()
+
+
+def close_cancels_legs(run: Run) -> None:
+    position_id = run.protected_long()
+    run.inject()
+    run.bot.close(position_id)
+    run.settle()
+
+
+def modify_moves_stop(run: Run) -> None:
+    position_id = run.protected_long()
+    run.inject()
+    run.bot.modify(position_id, stop_loss=D("42000"))
+    run.settle()
+
+
+def partial_fills_resize_legs(run: Run) -> None:
+    result = run.bot.execute(long(entry="43000"))
+    assert result.success
+    run.core.price_tick("BTC/USD", D("42990"))
+    run.bot.poll()        # 0.04 filled: both legs placed for 0.04
+    run.inject()
+    for _ in range(2):    # 0.08, then 0.1: both legs amended in place each time
+        run.core.price_tick("BTC/USD", D("42990"))
+        run.bot.poll()
+    run.settle()
+
+
+def lookup_after_unknown_submit(entry: str | None) -> Callable[[Run], None]:
+    def scenario(run: Run) -> None:
+        run.core.paper.faults.http_status_next("AddOrder", 502, acted=True)   # placed, answer lost
+        run.inject()      # ... and the look-up by cl_ord_id meets the fault
+        result = run.bot.execute(long(entry=entry))
+        run.settle()
+        _retry_if_refused(run, result)
+
+    return scenario
+
+
+def sync_positions(run: Run) -> None:
+    run.protected_long()
+    run.inject()
+    run.bot.sync()
+    run.settle()
+
+
+@attrs.frozen
+class Call:
+    method: str
+    scenario: Callable[[Run], None]
+    core: dict[str, Any] = attrs.field(factory=dict)
+
+
+CALLS: dict[str, Call] = {
+    "AddOrder:entry": Call("AddOrder", entry_add_order),
+    "AddOrder:stop_loss": Call("AddOrder", stop_loss_add_order),
+    "AddOrder:take_profit": Call("AddOrder", take_profit_add_order),
+    "AddOrder:close": Call("AddOrder", close_add_order),
+    "QueryOrders:entry_fill": Call("QueryOrders", query_entry_fill),
+    "QueryOrders:leg_fill": Call("QueryOrders", query_leg_fill),
+    "CancelOrder:cancel_order": Call("CancelOrder", cancel_entry),
+    "CancelOrder:close_position": Call("CancelOrder", close_cancels_legs),
+    "AmendOrder:modify_position": Call("AmendOrder", modify_moves_stop),
+    "AmendOrder:leg_resize": Call("AmendOrder", partial_fills_resize_legs,
+                                  dict(price="43100", paper={"liquidity_per_tick": "0.04"})),
+    "OpenOrders:lookup": Call("OpenOrders", lookup_after_unknown_submit(entry="42000")),
+    "ClosedOrders:lookup": Call("ClosedOrders", lookup_after_unknown_submit(entry=None)),
+    "OpenPositions:sync": Call("OpenPositions", sync_positions),
+}
+
+CELLS = [pytest.param(call, fault, duration, id=f"{call}|{fault}|{duration}")
+         for duration in DURATIONS for call in CALLS for fault in FAULTS]
+
+
+@pytest.mark.parametrize("call, fault, duration", CELLS)
+def test_cell(call, fault, duration, make_core, clock, collect, inv):
+    spec = CALLS[call]
+    core = make_core("margin", **spec.core)
+    _, alerts = collect(core)
+    bot = inv.Bot(core)
+    run = Run(core, clock, bot, spec.method, FAULTS[fault], DURATIONS[duration])
+    spec.scenario(run)
+    problems = inv.all_problems(core, alerts, bot)
+    if run.injected != 1 or not any(c.fault for c in core.paper.calls.of(spec.method)):
+        problems.append(f"no {spec.method} call met the fault: this cell tested nothing")
+    assert not problems, "\n".join(problems)
+
+
+def test_matrix_covers_every_call_and_fault():
+    methods = {c.method for c in CALLS.values()}
+    assert methods == {"AddOrder", "QueryOrders", "CancelOrder", "AmendOrder", "OpenOrders", "ClosedOrders",
+                       "OpenPositions"}
+    assert len(CELLS) == len(CALLS) * len(FAULTS) * len(DURATIONS) == 13 * 17 * 2
+    assert {r.value for r in OrderRole} >= {"entry", "stop_loss", "take_profit", "close"}
