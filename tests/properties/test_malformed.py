@@ -18,8 +18,9 @@ from decimal import Decimal as D
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from triplegain_fsm import ExecutionResult, TradeProposal, TripleGainError
 
@@ -27,6 +28,12 @@ pytestmark = pytest.mark.integration
 
 SETTINGS = settings(max_examples=50, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
+
+
+def note(text: str) -> None:
+    """A hypothesis event (shown by --hypothesis-show-statistics) when running under @given."""
+    if currently_in_test_context():
+        event(text)
 
 VALID = dict(symbol="BTC/USD", side="buy", size_usd=D(4300), entry_price=None, stop_loss=D(41000),
              take_profit=D(48000), leverage=2, order_type=None)
@@ -48,35 +55,45 @@ def table_counts(core: Any) -> dict[str, int]:
     return counts
 
 
-@SETTINGS
-@given(field=st.sampled_from(sorted(VALID) + ["id"]), junk=JUNK)
-@example(field="size_usd", junk=D("1E+30"))        # sizing a volume too long for Decimal's context
-@example(field="take_profit", junk=D("1E+30"))     # a target no tick size can round
-@example(field="id", junk=2**64)                   # a proposal id SQLite cannot store
-def test_junk_in_a_proposal_field_is_refused_and_changes_nothing(lab, field, junk):
+def check_proposal(lab: Any, field: str, junk: Any) -> None:
     with lab.core("margin") as trial:
         core, bot = trial.core, trial.bot
         before = table_counts(core), core.paper.calls.count("AddOrder")
         try:
             proposal = TradeProposal(**{**VALID, field: junk})
         except TripleGainError:
-            event("refused when the proposal was built")
+            note("refused when the proposal was built")
             return
         except Exception as exc:  # the property: nothing but a TripleGainError
             pytest.fail(f"TradeProposal({field}={junk!r}) raised a bare {type(exc).__name__}: {exc}")
         result = bot.execute(proposal)
         assert not bot.unclear, bot.unclear
         if isinstance(result, TripleGainError):
-            event("refused by execute_trade")
+            note("refused by execute_trade")
             assert (table_counts(core), core.paper.calls.count("AddOrder")) == before, "a refused proposal left a trace"
             return
-        event("valid after all: traded")
+        note("valid after all: traded")
         assert isinstance(result, ExecutionResult)
         for _ in range(3):
             trial.clock.advance(35)
             bot.poll()
         problems = lab.inv.all_problems(core, trial.alerts, bot, entries_expected=1 if result.success else None)
         assert not problems, f"{field}={junk!r} was accepted, then:\n" + "\n".join(problems)
+
+
+@SETTINGS
+@given(field=st.sampled_from(sorted(VALID) + ["id"]), junk=JUNK)
+def test_junk_in_a_proposal_field_is_refused_and_changes_nothing(lab, field, junk):
+    check_proposal(lab, field, junk)
+
+
+@pytest.mark.parametrize("field, junk", [
+    ("size_usd", D("1E+30")),      # a volume too long for Decimal's context to round
+    ("take_profit", D("1E+30")),   # a target no tick size can round: accepted, then every poll fails
+    ("id", 2**64),                 # a proposal id SQLite cannot store
+], ids=["size_usd=1E+30", "take_profit=1E+30", "id=2**64"])
+def test_junk_found_by_exploration_is_refused_and_changes_nothing(lab, field, junk):
+    check_proposal(lab, field, junk)
 
 
 # -- the exchange's payloads -------------------------------------------------------------------------------
@@ -138,11 +155,7 @@ def order_rows(core: Any) -> dict[str, tuple[Any, ...]]:
             for o in core.store.load_orders()}
 
 
-@SETTINGS
-@given(corruption=corruptions(), which=st.integers(0, 2), partly_filled=st.booleans())
-@example(corruption=("zero_volume", None), which=0, partly_filled=False)   # an order of volume 0 is nonsense
-@example(corruption=("below_filled", None), which=0, partly_filled=True)   # volume below what already filled
-def test_a_malformed_order_report_is_refused_and_changes_nothing(lab, corruption, which, partly_filled):
+def check_report_corruption(lab: Any, corruption: tuple[str, Any], which: int, partly_filled: bool) -> None:
     paper = {"liquidity_per_tick": "0.04"} if partly_filled else {}
     with lab.core("margin", price="43100", paper=paper) as trial:
         core, bot = trial.core, trial.bot
@@ -159,7 +172,7 @@ def test_a_malformed_order_report_is_refused_and_changes_nothing(lab, corruption
 
         core.paper.faults.corrupt_result_next("QueryOrders", corrupt(*corruption, which, result.order.external_id))
         report = bot.poll()
-        event(f"{corruption[0]}: {'alert' if len(trial.alerts) > alerts_before else 'typed error'}")
+        note(f"{corruption[0]}: {'alert' if len(trial.alerts) > alerts_before else 'typed error'}")
 
         assert not bot.unclear, bot.unclear
         told = [a.payload["alert_type"] for a in trial.alerts[alerts_before:]]
@@ -168,3 +181,17 @@ def test_a_malformed_order_report_is_refused_and_changes_nothing(lab, corruption
             f"{corruption} changed the books"
         assert {o.id: (o.state, o.size, o.filled_size) for o in core.orders.get_open_orders()} == memory
         assert {p.id: (p.state, p.size) for p in core.positions.get_open_positions()} == positions
+
+
+@SETTINGS
+@given(corruption=corruptions(), which=st.integers(0, 2), partly_filled=st.booleans())
+def test_a_malformed_order_report_is_refused_and_changes_nothing(lab, corruption, which, partly_filled):
+    check_report_corruption(lab, corruption, which, partly_filled)
+
+
+@pytest.mark.parametrize("corruption, partly_filled", [
+    (("zero_volume", None), False),    # an order of volume 0 is nonsense
+    (("below_filled", None), True),    # less ordered than the exchange already reported filled
+], ids=["vol=0", "vol<filled"])
+def test_report_corruptions_found_by_exploration_are_refused(lab, corruption, partly_filled):
+    check_report_corruption(lab, corruption, 0, partly_filled)

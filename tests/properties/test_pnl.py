@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from triplegain_fsm import PositionStatus, TradeProposal
 
@@ -25,6 +26,12 @@ pytestmark = pytest.mark.integration
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
+
+
+def note(text: str) -> None:
+    """A hypothesis event (shown by --hypothesis-show-statistics) when running under @given."""
+    if currently_in_test_context():
+        event(text)
 
 
 @st.composite
@@ -86,7 +93,7 @@ def test_closed_position_pnl_is_the_exchanges_cash_flow_net_of_fees(lab, t):
             core.price_tick("BTC/USD", core.paper.last_price("BTC/USD"))   # liquidity for a partly filled exit
             bot.poll()
         assert position.state == PositionStatus.CLOSED.value, (position.state, bot.unclear, bot.refused)
-        event(f"{t['side']} x{t['leverage']} exits by {t['exit']}")
+        note(f"{t['side']} x{t['leverage']} exits by {t['exit']}")
 
         txids = {o.external_id for o in core.orders.get_orders_for_position(position.id) if o.external_id}
         cash, fees = exchange_cash(core, txids)
