@@ -26,6 +26,7 @@ from triplegain_fsm.kraken.client import KrakenClient
 from triplegain_fsm.kraken.errors import KrakenError
 from triplegain_fsm.machines.order_machine import ORDER_KIND
 from triplegain_fsm.machines.position_machine import POSITION_KIND
+from triplegain_fsm.models import Order
 from triplegain_fsm.orders import OrderExecutionManager, PollReport
 from triplegain_fsm.poller import Poller
 from triplegain_fsm.positions import PositionTracker
@@ -71,6 +72,7 @@ class ExecutionCore:
         self.orders = OrderExecutionManager(self.guard, client, config, clock=clock)
         self.positions = PositionTracker(self.guard, client, config, self.orders, clock=clock)
         self.orders.positions = self.positions
+        self.guard.indexes = self
         safety = config.safety
         self.circuit = CircuitBreaker(safety.circuit_failure_threshold, safety.circuit_probe_seconds,
                                       self._circuit_changed, clock=clock)
@@ -152,6 +154,20 @@ class ExecutionCore:
             for position in self.positions.get_open_positions():
                 POSITION_KIND.detach(position)
         self.store.close()
+
+    def reindex(self, model: Any) -> None:
+        """A failed unit restored this model: put it back where its state says it belongs."""
+        if isinstance(model, Order):
+            self.orders._index(model)
+        else:
+            self.positions._index(model)
+
+    def forget(self, model: Any) -> None:
+        if isinstance(model, Order):
+            self.orders.forget(model)
+            self.positions._prepared.discard(model.id)
+        else:
+            self.positions.forget(model)
 
     def _use_pool(self, pool: Any) -> None:
         self.orders.executor = pool

@@ -77,6 +77,8 @@ class TradeProposal:
     id: str = attrs.field(factory=lambda: new_id("prop"))
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.id, str) or not 0 < len(self.id) <= 64:
+            raise ProposalError(f"id: a non-empty string of at most 64 characters, got {self.id!r}")
         if not isinstance(self.symbol, str) or "/" not in self.symbol:
             raise ProposalError(f"symbol: expected BASE/QUOTE like 'BTC/USD', got {self.symbol!r}")
         for name in ("entry_price", "stop_loss", "take_profit"):

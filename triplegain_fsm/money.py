@@ -11,6 +11,9 @@ from typing import Any
 from triplegain_fsm.errors import ValidationError
 
 ZERO = Decimal(0)
+# No price, size or fee this core handles comes near this; anything beyond is junk, and beyond
+# Decimal's 28 significant digits rounding to a tick would fail instead of erring loudly.
+LIMIT = Decimal(10) ** 15
 
 
 def to_decimal(value: Any, name: str) -> Decimal:
@@ -28,6 +31,8 @@ def to_decimal(value: Any, name: str) -> Decimal:
         raise ValidationError(f"{name}: {type(value).__name__} is not a number")
     if not result.is_finite():
         raise ValidationError(f"{name}: {value!r} is not finite")
+    if abs(result) >= LIMIT:
+        raise ValidationError(f"{name}: {value!r} is out of range (|x| < 1e15)")
     return result
 
 
@@ -44,7 +49,10 @@ def positive(value: Any, name: str) -> Decimal:
 
 def round_to_step(value: Decimal, step: Decimal, up: bool) -> Decimal:
     """Round to a multiple of `step`, up or down: callers choose the safe side."""
-    units = (value / step).quantize(Decimal(1), rounding=ROUND_UP if up else ROUND_DOWN)
+    try:
+        units = (value / step).quantize(Decimal(1), rounding=ROUND_UP if up else ROUND_DOWN)
+    except InvalidOperation:
+        raise ValidationError(f"{value} cannot be rounded to a step of {step}: out of range") from None
     return (units * step).normalize() if units else ZERO
 
 

@@ -34,7 +34,7 @@ from triplegain_fsm.kraken.errors import KrakenError, UnknownOrder
 from triplegain_fsm.kraken.order_request import OrderRequest
 from triplegain_fsm.machines.order_machine import ORDER_KIND
 from triplegain_fsm.models import ExecutionResult, Order, TradeProposal
-from triplegain_fsm.reports import MalformedReport, OrderReport, parse_order_report
+from triplegain_fsm.reports import MalformedReport, OrderReport, check_against, parse_order_report
 from triplegain_fsm.unit import StateGuard, Unit
 
 if TYPE_CHECKING:
@@ -116,11 +116,23 @@ class OrderExecutionManager:
         """Bind a new or restored order to its machine and the index; persisted by the unit."""
         if not ORDER_KIND.is_attached(order) and not order.is_final:
             ORDER_KIND.attach(order)
-        unit.touch(order)
+        unit.touch(order, new=True)
         self._index(order)
         return order
 
+    def forget(self, order: Order) -> None:
+        """Drop an order whose creating transaction failed: it was never stored."""
+        with self.guard.lock:
+            self._live.pop(order.id, None)
+            self._history.pop(order.id, None)
+            if order.external_id:
+                self._by_txid.pop(order.external_id, None)
+
     def _index(self, order: Order) -> None:
+        if order.is_final:
+            self._live.pop(order.id, None)
+        else:
+            self._history.pop(order.id, None)
         if order.external_id:
             self._by_txid[order.external_id] = order
         if order.is_final:
@@ -357,6 +369,7 @@ class OrderExecutionManager:
                 continue
             try:
                 parsed = parse_order_report(txid, info)
+                check_against(parsed, order.filled_size)
             except MalformedReport as exc:
                 report.errors.append(str(exc))
                 with self.guard.unit() as unit:
@@ -394,6 +407,7 @@ class OrderExecutionManager:
             report.settled_unknown += 1
             try:
                 parsed = parse_order_report(txid, info)
+                check_against(parsed, order.filled_size)
             except MalformedReport as exc:
                 unit.alert(alerts.MALFORMED_REPORT, alerts.WARNING, str(exc), order_id=order.id)
                 return
@@ -441,7 +455,7 @@ class OrderExecutionManager:
                       "symbol": order.symbol, "role": order.role.value, "qty": qty, "price": price, "fee": fee,
                       "filled_size": order.filled_size, "size": order.size})
         if self.positions is not None:
-            self.positions.on_order_fill(unit, order, qty, price, fee)
+            self.positions.on_order_fill(unit, order, qty, price, fee, cost if cost > 0 else qty * price)
         return 1
 
     # -- restart -----------------------------------------------------------------------------------

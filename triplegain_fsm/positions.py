@@ -30,7 +30,7 @@ import attrs
 
 from triplegain_fsm import alerts
 from triplegain_fsm.config import Config
-from triplegain_fsm.enums import LegLocation, OrderRole, OrderSide, OrderStatus, OrderType, PositionStatus
+from triplegain_fsm.enums import LegLocation, OrderRole, OrderStatus, OrderType, PositionStatus
 from triplegain_fsm.errors import IllegalTransition, NotFoundError, ProposalError
 from triplegain_fsm.kraken.errors import InsufficientFunds, KrakenError, UnknownOrder
 from triplegain_fsm.machines.position_machine import POSITION_KIND
@@ -60,7 +60,7 @@ _LEG_ROLES = {OrderRole.STOP_LOSS: "stop_loss", OrderRole.TAKE_PROFIT: "take_pro
 class Step:
     """One exchange call converge decided to make."""
 
-    action: str                    # place | amend_qty | cancel | reopen | settle | protected | idle | wait
+    action: str   # place | send | amend_qty | amend_trigger | cancel | reopen | settle | protected | idle | wait
     role: OrderRole | None = None
     order: Order | None = None
     qty: Decimal = ZERO
@@ -114,6 +114,8 @@ class PositionTracker:
 
     # -- the index of positions -------------------------------------------------------------------
     def _index(self, position: Position) -> None:
+        if position.state != PositionStatus.CLOSED.value:
+            self._closed.pop(position.id, None)
         if position.state == PositionStatus.CLOSED.value:
             self._open.pop(position.id, None)
             self._op_locks.pop(position.id, None)
@@ -151,29 +153,40 @@ class PositionTracker:
             trailing_stop_activation_pct=pos_cfg.trailing_activation_pct, opened_at=self.orders.now(),
         )
         POSITION_KIND.attach(position)
-        unit.touch(position)
+        unit.touch(position, new=True)
         self._index(position)
         return position
+
+    def forget(self, position: Position) -> None:
+        """Drop a position whose creating transaction failed: it was never stored."""
+        with self.guard.lock:
+            self._open.pop(position.id, None)
+            self._closed.pop(position.id, None)
+            self._due.pop(position.id, None)
+            self._rebuild_bounds(position.symbol)
 
     def on_entry_sent(self, unit: Unit, entry: Order) -> None:
         if entry.state == OrderStatus.REJECTED.value:
             self.on_order_final(unit, entry)
 
-    def on_order_fill(self, unit: Unit, order: Order, qty: Decimal, price: Decimal, fee: Decimal) -> None:
+    def on_order_fill(self, unit: Unit, order: Order, qty: Decimal, price: Decimal, fee: Decimal,
+                      cost: Decimal) -> None:
+        """`cost` is the exchange's quote amount for this fill: booked as is, never via a rounded price."""
         position = self._open.get(order.position_id or "")
         if position is None:
             unit.alert(alerts.ORPHAN_ORDER, alerts.HIGH, f"fill on order {order.id} with no open position",
                        order_id=order.id, position_id=order.position_id)
             return
         if order.role is OrderRole.ENTRY:
-            unit.fire(position, "entry_filled", reason=f"entry {order.id} filled {qty}", qty=qty, price=price, fee=fee)
+            unit.fire(position, "entry_filled", reason=f"entry {order.id} filled {qty}", qty=qty, price=price, fee=fee,
+                      cost=cost)
         elif order.role is OrderRole.FLATTEN:
             unit.fire(position, "flatten_filled", reason=f"flatten {order.id} filled {qty}", qty=qty, price=price,
-                      fee=fee)
+                      fee=fee, cost=cost)
         else:
             overfill = qty > position.size
             unit.fire(position, "exit_filled", reason=f"{order.role.value} {order.id} filled {qty}",
-                      qty=qty, price=price, fee=fee)
+                      qty=qty, price=price, fee=fee, cost=cost)
             if overfill:
                 unit.alert(alerts.OCO_BOTH_FILLED, alerts.CRITICAL,
                            f"exits of position {position.id} sold {position.excess_size} more than it held; "
@@ -353,6 +366,8 @@ class PositionTracker:
                 return Step("place", role=role, qty=position.size)
             if order.state in _RESTING and order.remaining_size != position.size:
                 return Step("amend_qty", role=role, order=order, qty=order.filled_size + position.size)
+            if order.state in _RESTING and order.stop_price != self._leg_prices(position, role, level)[1]:
+                return Step("amend_trigger", role=role, order=order)  # moved while the leg was in flight
         return Step("protected")
 
     def _finish(self, unit: Unit, position: Position, step: Step | None) -> None:
@@ -401,6 +416,18 @@ class PositionTracker:
             return step.order.is_final or self._wait(position, "cancel pending")
         if step.action == "amend_qty":
             return self._amend_qty(position, step)
+        if step.action == "amend_trigger":
+            assert step.order is not None and step.role is not None
+            level = getattr(position, _LEG_ROLES[step.role])
+            try:
+                self._amend_trigger(step.order, position, step.role, level)
+            except KrakenError as exc:
+                with self.guard.unit() as unit:
+                    unit.alert(alerts.MODIFY_FAILED, alerts.CRITICAL if step.role is OrderRole.STOP_LOSS
+                               else alerts.HIGH, f"{step.role.value} {step.order.id} rests at {step.order.stop_price}, "
+                               f"not {level}: {exc}", position_id=position.id, order_id=step.order.id)
+                return self._wait(position, f"trigger amend failed: {exc}")
+            return True
         if step.action == "send":
             assert step.order is not None
             self._prepared.discard(step.order.id)
@@ -415,8 +442,28 @@ class PositionTracker:
             self._schedule(unit, position, reason=reason, delay=self.config.orders.poll_interval_seconds)
         return False
 
-    def _leg_order(self, position: Position, role: OrderRole, qty: Decimal) -> Order:
+    def _leg_prices(self, position: Position, role: OrderRole,
+                    level: Decimal) -> tuple[OrderType, Decimal, Decimal | None]:
+        """(order type, trigger, limit) a leg at `level` is sent with, rounded to the pair's tick.
+
+        The trigger is rounded towards the current price (inside the range), so the leg
+        triggers a tick early, never late; a -limit leg's limit sits limit_slippage_pct beyond.
+        """
         pos_cfg = self.config.positions
+        pair = self.client.pairs.resolve(position.symbol)
+        inside_up = (role is OrderRole.STOP_LOSS) == position.is_long
+        trigger = self.client.pairs.round_price(pair, level, up=inside_up)
+        name = pos_cfg.stop_loss_order_type if role is OrderRole.STOP_LOSS else pos_cfg.take_profit_order_type
+        order_type = OrderType(name)
+        limit = None
+        if order_type in (OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT):
+            selling = position.is_long
+            slip = pos_cfg.limit_slippage_pct / HUNDRED
+            raw = trigger * (1 - slip) if selling else trigger * (1 + slip)
+            limit = self.client.pairs.round_price(pair, raw, up=not selling)
+        return order_type, trigger, limit
+
+    def _leg_order(self, position: Position, role: OrderRole, qty: Decimal) -> Order:
         side = position.side.opposite
         margin = position.leverage > 1
         common: dict[str, Any] = dict(
@@ -428,19 +475,7 @@ class PositionTracker:
             return Order(order_type=OrderType.MARKET, **common)
         level = position.stop_loss if role is OrderRole.STOP_LOSS else position.take_profit
         assert level is not None, "a leg is only planned for a level that is set"
-        pair = self.client.pairs.resolve(position.symbol)
-        # round towards the current price (inside the range): the leg triggers a tick early, never late
-        inside_up = (role is OrderRole.STOP_LOSS) == position.is_long
-        trigger = self.client.pairs.round_price(pair, level, up=inside_up)
-        if role is OrderRole.STOP_LOSS:
-            order_type = OrderType(pos_cfg.stop_loss_order_type)
-        else:
-            order_type = OrderType(pos_cfg.take_profit_order_type)
-        limit = None
-        if order_type in (OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT):
-            slip = pos_cfg.limit_slippage_pct / HUNDRED
-            raw = trigger * (1 - slip) if side is OrderSide.SELL else trigger * (1 + slip)
-            limit = self.client.pairs.round_price(pair, raw, up=side is OrderSide.BUY)
+        order_type, trigger, limit = self._leg_prices(position, role, level)
         return Order(order_type=order_type, stop_price=trigger, price=limit, **common)
 
     def _new_order(self, unit: Unit, position: Position, role: OrderRole, qty: Decimal) -> Order:
@@ -588,10 +623,8 @@ class PositionTracker:
         name = _LEG_ROLES[role]
         order = self._legs(position)[role]
         if order is not None and order.state in _RESTING and order.external_id:
-            pair = self.client.pairs.resolve(position.symbol)
-            trigger = self.client.pairs.round_price(pair, level, up=(role is OrderRole.STOP_LOSS) == position.is_long)
             try:
-                self.client.amend_order(order.external_id, trigger_price=trigger)
+                trigger = self._amend_trigger(order, position, role, level)
             except KrakenError as exc:
                 with self.guard.unit() as unit:
                     severity = alerts.CRITICAL if role is OrderRole.STOP_LOSS else alerts.HIGH
@@ -600,8 +633,6 @@ class PositionTracker:
                                f"keeping {getattr(position, name)}", position_id=position.id, order_id=order.id)
                 raise
             with self.guard.unit() as unit:
-                unit.touch(order)
-                order.stop_price = trigger
                 unit.touch(position)
                 setattr(position, name, trigger)  # what the exchange holds, to the tick
                 unit.publish({"event": "position_modified", "position_id": position.id, name: trigger})
@@ -610,9 +641,23 @@ class PositionTracker:
         with self.guard.unit() as unit:  # kept local, not placed yet, or in flight: converge places it
             unit.touch(position)
             setattr(position, name, level)
+            if order is not None and order.state == OrderStatus.PENDING.value:  # built, not sent: rebuild it
+                unit.touch(order)
+                _, order.stop_price, order.price = self._leg_prices(position, role, level)
             unit.publish({"event": "position_modified", "position_id": position.id, name: level})
             self._index(position)
             self._schedule(unit, position, reason=f"{name} moved")
+
+    def _amend_trigger(self, order: Order, position: Position, role: OrderRole, level: Decimal) -> Decimal:
+        """Move a resting leg at the exchange (trigger, and limit for -limit legs); record it once confirmed."""
+        assert order.external_id is not None
+        _, trigger, limit = self._leg_prices(position, role, level)
+        self.client.amend_order(order.external_id, trigger_price=trigger, limit_price=limit,
+                                pair=self.client.pairs.resolve(position.symbol).altname)
+        with self.guard.unit() as unit:
+            unit.touch(order)
+            order.stop_price, order.price = trigger, limit
+        return trigger
 
     # -- trailing -------------------------------------------------------------------------------------------------
     def enable_trailing_stop_for_position(self, position_id: str, distance_pct: Any = None,

@@ -43,7 +43,7 @@ class OrderReport:
 
 def _dec(info: dict[str, Any], key: str, txid: str, default: str | None = None) -> Decimal:
     value = info.get(key, default)
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
+    if not isinstance(value, str):  # Kraken sends every amount as a string; anything else is not Kraken
         raise MalformedReport(f"order {txid}: field {key!r} missing or not a number: {value!r}")
     try:
         result = Decimal(value)
@@ -58,10 +58,12 @@ def parse_order_report(txid: str, info: Any) -> OrderReport:
     if not isinstance(info, dict):
         raise MalformedReport(f"order {txid}: expected an object, got {type(info).__name__}")
     status = info.get("status")
-    if status not in KRAKEN_STATUSES:
+    if not isinstance(status, str) or status not in KRAKEN_STATUSES:
         raise MalformedReport(f"order {txid}: unknown status {status!r}")
     vol = _dec(info, "vol", txid)
     vol_exec = _dec(info, "vol_exec", txid)
+    if vol == 0:
+        raise MalformedReport(f"order {txid}: vol is zero")
     if vol_exec > vol:
         raise MalformedReport(f"order {txid}: vol_exec {vol_exec} exceeds vol {vol}")
     trades = info.get("trades") or []
@@ -71,7 +73,8 @@ def parse_order_report(txid: str, info: Any) -> OrderReport:
     reason = info.get("reason")
     descr = info.get("descr")
     trigger = None
-    if isinstance(descr, dict) and descr.get("ordertype") in TRIGGERED_TYPES:
+    ordertype = descr.get("ordertype") if isinstance(descr, dict) else None
+    if isinstance(descr, dict) and isinstance(ordertype, str) and ordertype in TRIGGERED_TYPES:
         trigger = _dec(descr, "price", txid)  # Kraken: the trigger is `price` for these types
     return OrderReport(
         txid=txid, status=status, vol=vol, vol_exec=vol_exec,
@@ -103,3 +106,10 @@ def parse_position_row(posid: str, row: Any) -> PositionRow:
     if volume < 0:
         raise MalformedReport(f"position {posid}: vol_closed exceeds vol")
     return PositionRow(posid=posid, pair=pair, side=side, open_volume=volume)
+
+
+def check_against(report: OrderReport, filled_size: Decimal) -> None:
+    """A report can only grow what the core already saw filled; shrinking it is corruption."""
+    if report.vol_exec < filled_size or report.vol < filled_size:
+        raise MalformedReport(f"order {report.txid}: reports vol {report.vol} / vol_exec {report.vol_exec} "
+                              f"below the {filled_size} already filled")

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from triplegain_fsm.bus import EXECUTION, RISK_ALERTS, MessageBus
 from triplegain_fsm.machines.base import MachineKind, restore, snapshot
@@ -45,6 +45,7 @@ class Unit:
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._alerts: list[dict[str, Any]] = []
         self._writes: list[Callable[[Store], Any]] = []
+        self._new: set[int] = set()
 
     def write(self, operation: Callable[[Store], Any]) -> None:
         """Queue a store write for this unit's transaction."""
@@ -54,11 +55,14 @@ class Unit:
     def changed(self) -> bool:
         return bool(self._touched or self._alerts or self._writes)
 
-    def touch(self, model: Any) -> Any:
+    def touch(self, model: Any, new: bool = False) -> Any:
+        """Mark a model as changed by this unit (`new`: created by it, never stored before)."""
         key = id(model)
         if key not in self._touched:
             self._touched[key] = model
             self._snapshots[key] = snapshot(model)
+            if new:
+                self._new.add(key)
         return model
 
     def fire(self, model: Any, trigger: str, reason: str = "", payload: Any = None, **kwargs: Any) -> None:
@@ -91,12 +95,20 @@ class Unit:
         for operation in self._writes:
             operation(self.store)
 
-    def rollback(self) -> None:
+    def rollback(self, indexes: Indexes | None) -> None:
+        """Undo in memory what the failed transaction did not write: models, machines, indexes."""
         for key, model in self._touched.items():
-            restore(model, self._snapshots[key])
             kind = kind_of(model)
+            if key in self._new:  # never stored: it must not exist anywhere
+                kind.detach(model)
+                if indexes is not None:
+                    indexes.forget(model)
+                continue
+            restore(model, self._snapshots[key])
             if model.state not in kind.final_states:
                 kind.reattach(model)
+            if indexes is not None:
+                indexes.reindex(model)
 
 
 def _event_payload(model: Any, record: Any) -> dict[str, Any]:
@@ -146,6 +158,14 @@ class AlertPolicy:
         return True
 
 
+class Indexes(Protocol):
+    """Where the managers keep models in memory; told when a failed unit undoes a change."""
+
+    def reindex(self, model: Any) -> None: ...
+
+    def forget(self, model: Any) -> None: ...
+
+
 class StateGuard:
     """Owns the state lock, the store and the bus; hands out units of work."""
 
@@ -155,6 +175,7 @@ class StateGuard:
         self.alert_policy = alert_policy or AlertPolicy()
         self.lock = threading.RLock()
         self._local = threading.local()
+        self.indexes: Indexes | None = None   # set by the core once its managers exist
 
     @contextmanager
     def unit(self) -> Iterator[Unit]:
@@ -171,7 +192,7 @@ class StateGuard:
                     with self.store.transaction():
                         unit.flush()
             except BaseException:
-                unit.rollback()
+                unit.rollback(self.indexes)
                 raise
             finally:
                 self._local.unit = None

@@ -88,18 +88,22 @@ class PositionMachineMixin:
         return qty >= self.size
 
     # fill arithmetic
-    def apply_entry_fill(self, qty: Decimal, price: Decimal, fee: Decimal, **_: Any) -> None:
+    def apply_entry_fill(self, qty: Decimal, price: Decimal, fee: Decimal, cost: Decimal | None = None,
+                         **_: Any) -> None:
+        """`cost` (the exchange's quote amount) is booked exactly; qty * price only when it is absent."""
+        value = qty * price if cost is None else cost
         old_value = (self.entry_price or 0) * self.entry_size
         self.entry_size += qty
-        self.entry_price = (old_value + qty * price) / self.entry_size
+        self.entry_price = (old_value + value) / self.entry_size
         self.size += qty
-        self.cash_flow -= self.direction * qty * price
+        self.cash_flow -= self.direction * value
         self.total_fees += fee
         self._update_realized()
 
-    def apply_exit_fill(self, qty: Decimal, price: Decimal, fee: Decimal, **_: Any) -> None:
+    def apply_exit_fill(self, qty: Decimal, price: Decimal, fee: Decimal, cost: Decimal | None = None,
+                        **_: Any) -> None:
         self.exit_size += qty
-        self.cash_flow += self.direction * qty * price
+        self.cash_flow += self.direction * (qty * price if cost is None else cost)
         self.total_fees += fee
         if qty > self.size:
             self.excess_size += qty - self.size
@@ -108,8 +112,9 @@ class PositionMachineMixin:
             self.size -= qty
         self._update_realized()
 
-    def apply_flatten_fill(self, qty: Decimal, price: Decimal, fee: Decimal, **_: Any) -> None:
-        self.cash_flow -= self.direction * qty * price
+    def apply_flatten_fill(self, qty: Decimal, price: Decimal, fee: Decimal, cost: Decimal | None = None,
+                           **_: Any) -> None:
+        self.cash_flow -= self.direction * (qty * price if cost is None else cost)
         self.total_fees += fee
         self.excess_size = max(Decimal(0), self.excess_size - qty)
         self._update_realized()
