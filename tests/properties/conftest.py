@@ -8,9 +8,7 @@ are not packages.
 """
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,18 +21,6 @@ import pytest
 from triplegain_fsm.core import ExecutionCore
 from triplegain_fsm.kraken import retry
 from triplegain_fsm.testing import FakeClock, paper_core
-
-INVARIANTS = "triplegain_fsm_test_invariants"
-INVARIANTS_FILE = Path(__file__).parent.parent / "faults" / "invariants.py"
-
-def load_invariants() -> ModuleType:
-    if INVARIANTS not in sys.modules:
-        spec = importlib.util.spec_from_file_location(INVARIANTS, INVARIANTS_FILE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[INVARIANTS] = module
-        spec.loader.exec_module(module)
-    return sys.modules[INVARIANTS]
 
 
 @attrs.define
@@ -64,11 +50,6 @@ class Lab:
             yield Trial(core, clock, alerts, events, self.inv.Bot(core))
         finally:
             core.close()
-
-
-@pytest.fixture(scope="session")
-def inv() -> ModuleType:
-    return load_invariants()
 
 
 @pytest.fixture(scope="session")
