@@ -369,9 +369,10 @@ def cmd_exchange_serve(args: argparse.Namespace) -> int:
     exchange = paper_exchange(config)
 
     def ready(url: str) -> None:
-        print(f"paper exchange listening on {url} (Kraken REST paths; API key {exchange.api_key!r}, secret "
-              "triplegain_fsm.paper.PAPER_API_SECRET; set exchange.base_url to the URL). Ctrl-C stops it.",
-              file=sys.stderr, flush=True)
+        # names where the paper signing key lives; never prints a key's value
+        where = "triplegain_fsm.paper.PAPER_API_SECRET"
+        print(f"paper exchange listening on {url} (Kraken REST paths; API key {exchange.api_key!r}, signing key "
+              f"{where}; set exchange.base_url to the URL). Ctrl-C stops it.", file=sys.stderr, flush=True)
 
     try:
         serve_forever(exchange, args.port, ready=ready)

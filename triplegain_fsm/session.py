@@ -25,6 +25,7 @@ an entry: an `Open`'s `ref`, or a `TradeProposal`'s `id`. YAML schedules
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,7 +51,7 @@ from triplegain_fsm.models import Order, Position, TradeProposal
 from triplegain_fsm.money import ZERO, positive, to_decimal
 from triplegain_fsm.paper import feeds
 from triplegain_fsm.paper.clock import ManualClock
-from triplegain_fsm.paper.feeds import Tick
+from triplegain_fsm.paper.feeds import Tick, seconds
 
 __all__ = [
     "Close", "Modify", "Open", "PositionResult", "ScheduleError", "SessionSummary", "Tick", "Trail",
@@ -79,7 +80,7 @@ def as_ticks(series: Iterable[Any]) -> list[Tick]:
         if isinstance(item, Tick):
             ticks.append(item)
         elif isinstance(item, tuple) and len(item) == 2:
-            ticks.append(Tick(float(item[0]), positive(item[1], "price"), ZERO))
+            ticks.append(Tick(seconds(item[0]), positive(item[1], "price"), ZERO))
         else:
             raise ValidationError(f"ticks: expected a paper.feeds.Tick or (time, price), got {item!r}")
     return ticks
@@ -97,7 +98,7 @@ def load_price_csv(path: str | Path, scale: Any = 1) -> list[Tick]:
         fields = set(reader.fieldnames or ())
         if {"unix_time", "price"} <= fields:
             def when(row: dict[str, str]) -> float:
-                return float(row["unix_time"])
+                return seconds(row["unix_time"])
             volume = "volume"
         elif {"timestamp_ms", "price"} <= fields:
             def when(row: dict[str, str]) -> float:
@@ -401,7 +402,7 @@ class SessionSummary:
 
     @property
     def ticks_per_second(self) -> float:
-        return self.ticks / self.elapsed_seconds if self.elapsed_seconds > 0 else float("inf")
+        return self.ticks / self.elapsed_seconds if self.elapsed_seconds > 0 else math.inf
 
     @property
     def pnl_mismatches(self) -> list[PositionResult]:

@@ -427,5 +427,5 @@ def _throttled_until(raw: Sequence[str]) -> float | None:
     for text in raw:
         match = re.search(r"throttled\s*:\s*([0-9]+(?:\.[0-9]+)?)", text, re.IGNORECASE)
         if match:
-            return float(match.group(1))
+            return float(match.group(1))  # float-ok: a unix time
     return None

@@ -78,7 +78,7 @@ class CounterBucket:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if maximum <= 0 or decay <= 0:
             raise ValueError("a counter needs a positive maximum and decay")
-        self.maximum, self.decay = float(maximum), float(decay)
+        self.maximum, self.decay = float(maximum), float(decay)  # float-ok: counter units
         self._clock, self._sleep = clock, sleep
         self._level = 0.0
         self._stamp = clock()

@@ -127,7 +127,7 @@ class MachineKind:
         except MachineError as exc:
             restore(model, before)
             raise IllegalTransition(self.entity, model.id, before["state"], trigger, str(exc.value)) from None
-        except Exception:
+        except Exception:  # a callback bug: undo, then re-raise it unchanged
             restore(model, before)
             raise
         finally:

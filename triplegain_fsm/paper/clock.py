@@ -13,7 +13,7 @@ class ManualClock:
     """Seconds since the epoch that only move when told to."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._now = float(start)
+        self._now = float(start)  # float-ok: seconds, not money
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
@@ -22,7 +22,7 @@ class ManualClock:
 
     def set(self, now: float) -> None:
         with self._lock:
-            self._now = float(now)
+            self._now = float(now)  # float-ok: seconds, not money
 
     def advance(self, seconds: float) -> float:
         with self._lock:

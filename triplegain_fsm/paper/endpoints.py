@@ -129,7 +129,7 @@ def _time(params: Params, name: str) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        return float(value)  # float-ok: time
     except ValueError:
         raise invalid(name) from None
 

@@ -301,7 +301,7 @@ class Engine:
         if order is not None:
             return order.opentm if closetime == "open" or order.closetm is None else order.closetm
         try:
-            return float(value)
+            return float(value)  # float-ok: a start/end time, not money
         except ValueError:
             raise invalid(name) from None
 

@@ -148,7 +148,7 @@ def resolve_time(spec: str | None, now: float) -> float:
     """Kraken's starttm/expiretm: 0 = none, `+N` = N seconds from now, else a unix time."""
     if spec is None or spec == "0":
         return 0.0
-    return now + float(spec[1:]) if spec.startswith("+") else float(spec)
+    return now + float(spec[1:]) if spec.startswith("+") else float(spec)  # float-ok: time
 
 
 def check_deadline(deadline: float | None, now: float) -> None:

@@ -67,7 +67,7 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, str]:
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         # Wire-format only (fee tiers): the exact decimal text becomes a JSON number.
-        return int(value) if value == value.to_integral_value() else float(value)
+        return int(value) if value == value.to_integral_value() else float(value)  # float-ok: wire format
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
