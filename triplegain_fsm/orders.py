@@ -250,24 +250,28 @@ class OrderExecutionManager:
             with self.guard.unit() as unit:
                 if exc.outcome_unknown:
                     unit.fire(order, "submit_unknown", reason=str(exc))
+                    unit.touch(order)  # before the change: a rollback restores it
                     order.error_message = f"outcome unknown: {exc}"
                     unit.alert(alerts.ORDER_OUTCOME_UNKNOWN, alerts.HIGH,
                                f"order {order.id} may or may not be at the exchange; settling by client id",
                                order_id=order.id, position_id=order.position_id,
                                client_order_id=order.client_order_id)
                 else:
+                    unit.touch(order)  # before the change: a rollback restores it
                     order.error_message = str(exc)
                     unit.fire(order, "reject", reason=str(exc))
                 self._index(order)
             return exc
         except Exception as exc:  # our own bug or bad data: the order still ends rejected and stored
             with self.guard.unit() as unit:
+                unit.touch(order)  # before the change: a rollback restores it
                 order.error_message = f"not sent: {exc}"
                 unit.fire(order, "reject", reason=order.error_message)
                 self._index(order)
             raise
         self._record_success()
         with self.guard.unit() as unit:
+            unit.touch(order)  # before the change: a rollback restores it
             order.external_id = ack.txid
             unit.fire(order, "acknowledge", reason="recovered by client order id" if ack.recovered else "accepted")
             self._index(order)
@@ -392,6 +396,7 @@ class OrderExecutionManager:
             if self.clock() < deadline:
                 return
             with self.guard.unit() as unit:
+                unit.touch(order)  # before the change: a rollback restores it
                 order.error_message = "not at the exchange after its deadline: never placed"
                 unit.fire(order, "reject", reason=order.error_message)
                 self._index(order)
@@ -401,6 +406,7 @@ class OrderExecutionManager:
             return
         txid, info = found
         with self.guard.unit() as unit:
+            unit.touch(order)  # before the change: a rollback restores it
             order.external_id = txid
             unit.fire(order, "acknowledge", reason="found by client order id")
             self._index(order)

@@ -214,6 +214,7 @@ class PositionTracker:
         if position is None:
             return
         if order.role is OrderRole.ENTRY and position.state == PositionStatus.OPENING.value and order.filled_size == 0:
+            unit.touch(position)  # before the change: a rollback restores it
             position.close_reason = f"entry {order.state.lower()}: {order.error_message or ''}".rstrip(": ")
             unit.fire(position, "abandon", reason=position.close_reason)
         elif order.role in _LEG_ROLES and order.state != OrderStatus.FILLED.value:
@@ -585,6 +586,7 @@ class PositionTracker:
 
     def _begin_close(self, position: Position, reason: str) -> None:
         with self.guard.unit() as unit:
+            unit.touch(position)  # before the change: a rollback restores it
             position.close_reason = reason
             unit.fire(position, "begin_close", reason=reason)
             self._index(position)

@@ -118,6 +118,7 @@ class Reconciler:
                            **item)
                 if Decimal(item["exchange"]) == 0:
                     for position in owners.get((item["kind"], item["asset"]), []):
+                        unit.touch(position)  # before the change: a rollback restores it
                         position.close_reason = "gone from the exchange (closed outside the core); P&L incomplete"
                         unit.fire(position, "vanish", reason=position.close_reason)
                         gone.append(position.id)
