@@ -228,6 +228,7 @@ class ExecutionResult:
     stop_loss_order_id: str | None = None
     take_profit_order_id: str | None = None
     error_type: str | None = None
+    estimated_fee: Decimal | None = None   # from the configured fee rate; P&L books the exchange's actual fee
 
 
 def require(condition: bool, message: str) -> None:

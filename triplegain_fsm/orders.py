@@ -183,9 +183,11 @@ class OrderExecutionManager:
         self.send(order)
         with self.guard.unit() as unit:
             self.positions.on_entry_sent(unit, order)
+        rate = symbol_cfg.fee_pct if order_type is OrderType.MARKET else symbol_cfg.maker_fee_pct
         return ExecutionResult(
             success=order.state not in (OrderStatus.REJECTED.value, _UNKNOWN),
             order=order, position_id=order.position_id, error_message=order.error_message,
+            estimated_fee=volume * reference * rate / 100,
             error_type=("outcome_unknown" if order.state == _UNKNOWN
                         else "rejected" if order.state == OrderStatus.REJECTED.value else None),
         )

@@ -237,3 +237,11 @@ def test_start_and_stop_leave_no_thread_running(make_core):
     core.stop()
     assert set(threading.enumerate()) <= before
     assert not core.status().poller_running
+
+
+def test_execute_trade_estimates_the_fee_from_the_configured_rates(make_core):
+    core = make_core(symbols={"BTC/USD": {"fee_pct": "0.40", "maker_fee_pct": "0.10"}})
+    market = core.orders.execute_trade(buy(size="430", sl=None, tp=None))
+    limit = core.orders.execute_trade(buy(size="430", entry="43000", sl=None, tp=None))
+    assert market.estimated_fee == market.order.size * D(43000) * D("0.0040")
+    assert limit.estimated_fee == D("0.01") * D(43000) * D("0.0010")
