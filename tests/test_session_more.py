@@ -157,7 +157,6 @@ def test_an_explicit_market_entry_ignores_its_entry_price_and_a_close_in_flight_
     assert edges.orders_by_status == {"CANCELLED": 1, "FILLED": 2, "REJECTED": 1}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: session._describe calls an explicit market entry with a price 'limit'")
 def test_an_explicit_market_entry_is_described_as_market(edges: SessionSummary) -> None:
     """BUG (triplegain_fsm/session.py, _describe): the kind comes from `entry_price is None` instead of the
     proposal's effective_order_type, so order_type="market" with an entry_price prints as "limit 42000"."""

@@ -38,7 +38,7 @@ import attrs
 
 from triplegain_fsm.config import Config, load_yaml
 from triplegain_fsm.core import ExecutionCore
-from triplegain_fsm.enums import OrderRole, OrderSide, PositionStatus
+from triplegain_fsm.enums import OrderRole, OrderSide, OrderType, PositionStatus
 from triplegain_fsm.errors import (
     ConfigError,
     IllegalTransition,
@@ -628,7 +628,8 @@ def _exit_by(position: Position, exits: Sequence[Order]) -> str:
 def _describe(action: Action) -> str:
     if isinstance(action, TradeProposal):
         levels = f"sl {action.stop_loss} tp {action.take_profit}"
-        kind = "market" if action.entry_price is None else f"limit {action.entry_price}"
+        limit = action.effective_order_type is OrderType.LIMIT
+        kind = f"limit {action.entry_price}" if limit else "market"
         return f"open {action.id}: {action.side.value} ${action.size_usd} {action.symbol} {kind}, {levels}"
     if isinstance(action, Open):
         kind = "market" if action.entry_price is None and action.limit_offset_pct is None else "limit"

@@ -194,7 +194,6 @@ def test_a_trailing_stop_amended_before_it_starts_trails_from_its_start(exchange
     assert (trade["ordertxid"], exchange.order(txid)["stopprice"]) == (txid, "43800.0")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Engine.set_price counts its trades after the clock's work has traded")
 def test_replay_returns_the_trades_of_orders_the_clock_started(exchange, place, clock):
     """`replay` promises all trades. BUG (triplegain_fsm/paper/engine.py, set_price): `before = len(state.trades)`
     is taken after `_process_time()`, so a delayed-start order that trades when a tick's time starts it is in

@@ -65,7 +65,6 @@ def test_add_order_refuses_a_bad_parameter_and_books_nothing(client, exchange, c
     assert exchange.holds()["ZUSD"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="bug: params._check_prices builds 'close[price' without the ']'")
 def test_close_without_its_price_names_the_missing_field(client, exchange):
     """Kraken names the field `close[price]`; the paper exchange must name the same field.
 

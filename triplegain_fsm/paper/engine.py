@@ -125,8 +125,8 @@ class Engine:
             if value <= 0:
                 raise ValidationError(f"price: must be positive, got {price}")
             tick_volume = ZERO if volume is None else to_decimal(volume, "volume")
+            before = len(state.trades)  # counted first: the clock's own work (delayed starts) may trade too
             self._process_time()
-            before = len(state.trades)
             state.prices[spec.id] = value
             state.tick_count[spec.id] = state.tick_count.get(spec.id, 0) + 1
             stats = state.stats.get(spec.id)

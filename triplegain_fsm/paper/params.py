@@ -8,7 +8,7 @@ never reaches the engine, exactly like Kraken's `EGeneral:Invalid arguments`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 import attrs
@@ -204,16 +204,19 @@ def _order_type(value: str, field: str) -> OrderType:
         raise invalid(field) from None
 
 
-def _check_prices(ordertype: OrderType, price: PriceExpr | None, price2: PriceExpr | None, prefix: str = "") -> None:
-    """The F01 table: which price field each order type needs, and in which form."""
+def _check_prices(ordertype: OrderType, price: PriceExpr | None, price2: PriceExpr | None,
+                  field: Callable[[str], str] = str) -> None:
+    """The F01 table: which price field each order type needs, and in which form.
+
+    `field` names a field in an error (a conditional close's are `close[price]`)."""
     if ordertype is not OrderType.MARKET and price is None:
-        raise invalid(f"{prefix}price")
+        raise invalid(field("price"))
     if ordertype in (LIMIT_TYPES - {OrderType.LIMIT}) and price2 is None:
-        raise invalid(f"{prefix}price2")
+        raise invalid(field("price2"))
     if ordertype in TRAILING_TYPES and price is not None and price.sign != "+":
-        raise invalid(f"{prefix}price")
+        raise invalid(field("price"))
     if ordertype is OrderType.TRAILING_STOP_LIMIT and price2 is not None and price2.sign not in ("+", "-"):
-        raise invalid(f"{prefix}price2")
+        raise invalid(field("price2"))
 
 
 def _close(params: Mapping[str, str]) -> CloseSpec | None:
@@ -225,7 +228,7 @@ def _close(params: Mapping[str, str]) -> CloseSpec | None:
         _optional_price(params, "close[price]", "close[price]"),
         _optional_price(params, "close[price2]", "close[price2]"),
     )
-    _check_prices(close.ordertype, close.price, close.price2, prefix="close[")
+    _check_prices(close.ordertype, close.price, close.price2, field=lambda name: f"close[{name}]")
     return close
 
 
