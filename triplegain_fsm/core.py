@@ -177,14 +177,11 @@ class ExecutionCore:
         if not self.circuit.allows_calls():
             return PollReport(errors=["exchange calls halted (lockout or authentication failure)"])
         self._refresh_switch()
-        report = self.orders.poll_once()
-        now = self.clock()
-        if now - self._last_reconcile >= self.config.safety.reconcile_interval_seconds:
-            try:
-                self.sync_with_exchange()
-            except KrakenError as exc:
-                report.errors.append(f"reconcile: {exc}")
-        return report
+        if self.clock() - self._last_reconcile >= self.config.safety.reconcile_interval_seconds:
+            sync = self.sync_with_exchange()  # a poll cycle plus the comparisons only reconciliation makes
+            assert sync.poll is not None
+            return sync.poll
+        return self.orders.poll_once()
 
     def _refresh_switch(self) -> None:
         safety = self.config.safety

@@ -13,6 +13,7 @@ import attrs
 
 from triplegain_fsm import alerts
 from triplegain_fsm.enums import OrderSide
+from triplegain_fsm.kraken.errors import KrakenError
 from triplegain_fsm.orders import PollReport
 from triplegain_fsm.reports import MalformedReport, parse_position_row
 
@@ -29,6 +30,7 @@ class SyncReport:
     position_drift: list[dict[str, Any]] = attrs.field(factory=list)
     positions_reprotected: int = 0
     positions_closed: list[str] = attrs.field(factory=list)
+    poll: PollReport | None = None
     errors: list[str] = attrs.field(factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -40,24 +42,23 @@ class Reconciler:
         self.core = core
 
     def run(self) -> SyncReport:
+        """One poll cycle (fills, cancels, in-flight orders, protective work), then the comparisons
+        a poll does not make: orders and holdings at the exchange that the core does not know."""
         core = self.core
-        report = SyncReport()
         before = {o.id: (o.state, o.filled_size) for o in core.orders.get_open_orders()}
-        poll = PollReport()
-        live = [o for o in core.orders.get_open_orders() if o.external_id]
-        core.orders.refresh(live, poll)
-        for order in [o for o in core.orders.get_open_orders() if not o.external_id]:
-            core.orders._settle_unknown(order, poll)
-        report.orders_checked = len(before)
-        report.unknown_settled = poll.settled_unknown
+        poll = core.orders.poll_once()
+        report = SyncReport(orders_checked=len(before), unknown_settled=poll.settled_unknown, poll=poll)
         report.errors.extend(poll.errors)
         for order_id, (state, filled) in before.items():
             now = core.orders.get_order(order_id)
             if now is not None and (now.state, now.filled_size) != (state, filled):
                 report.orders_updated += 1
-        self._unknown_orders(report)
-        self._positions(report)
-        core.positions.run_due_work()
+        try:
+            self._unknown_orders(report)
+            self._positions(report)
+        except KrakenError as exc:  # reported, and counted by the circuit breaker; nothing is assumed
+            core.circuit.record_failure(exc)
+            report.errors.append(f"reconcile: {exc}")
         report.positions_reprotected = core.positions.reprotect_idle()
         return report
 
@@ -79,18 +80,15 @@ class Reconciler:
 
     def _positions(self, report: SyncReport) -> None:
         """Compare what the core holds with what the exchange holds: margin positions per pair and
-        direction, spot positions per base asset (the balance may hold more: other coins are not drift)."""
+        direction, spot positions per base asset (the balance may hold more: other coins are not drift).
+
+        Holdings are read FIRST, then the positions' working orders are queried again, and only
+        then is the core's side computed: a fill that landed before the holdings were read is then
+        in both, so an exit still in flight (a stop that just triggered, a close just sent) is never
+        mistaken for a position closed outside the core.
+        """
         core = self.core
-        positions = core.positions.get_open_positions()
-        expected: dict[tuple[str, str], Decimal] = {}
-        owners: dict[tuple[str, str], list[Any]] = {}
-        for position in positions:
-            if position.entry_size == 0:
-                continue
-            key = self._key(position)
-            sign = 1 if position.side is OrderSide.BUY else -1
-            expected[key] = expected.get(key, Decimal(0)) + sign * (position.size - position.excess_size)
-            owners.setdefault(key, []).append(position)
+        spot_positions = any(p.leverage == 1 and p.entry_size for p in core.positions.get_open_positions())
         held: dict[tuple[str, str], Decimal] = {}
         try:
             if core.config.exchange.account == "margin":
@@ -100,8 +98,18 @@ class Reconciler:
             with core.guard.unit() as unit:
                 unit.alert(alerts.MALFORMED_REPORT, alerts.HIGH, f"OpenPositions unreadable, not compared: {exc}")
             return
-        if any(kind == "spot" for kind, _ in expected):
+        if spot_positions:
             held.update(self._spot_holdings())
+        core.orders.refresh([o for o in core.orders.working_orders() if o.external_id and o.position_id])
+        expected: dict[tuple[str, str], Decimal] = {}
+        owners: dict[tuple[str, str], list[Any]] = {}
+        for position in core.positions.get_open_positions():
+            if position.entry_size == 0:
+                continue
+            key = self._key(position)
+            sign = 1 if position.side is OrderSide.BUY else -1
+            expected[key] = expected.get(key, Decimal(0)) + sign * (position.size - position.excess_size)
+            owners.setdefault(key, []).append(position)
         drift = []
         for key in sorted(set(expected) | {k for k, v in held.items() if v and k[0] == "margin"}):
             want, have = expected.get(key, Decimal(0)), held.get(key, Decimal(0))

@@ -133,3 +133,19 @@ def test_dead_mans_switch_is_refreshed_and_disarmed_on_stop(make_core, clock):
     assert armed == ["60", "60"]
     core.stop()
     assert core.paper.calls.of("CancelAllOrdersAfter")[-1].params["timeout"] == "0"
+
+
+def test_an_exit_filled_but_not_yet_seen_is_not_mistaken_for_a_vanished_position(make_core, collect):
+    """Regression: reconciliation read OpenPositions (already flat) before the core had seen its own close
+    fill, 'vanished' the position, then booked the close fill as an overfill and bought it all back."""
+    core = make_core(account="margin")
+    _, alerts = collect(core)
+    result = long(core)
+    core.positions.close_position(result.position_id)   # the market close fills at once; nobody polled yet
+    report = core.sync_with_exchange()
+    position = core.positions.get_position(result.position_id)
+    assert report.position_drift == [] and report.positions_closed == []
+    assert position.status is PositionStatus.CLOSED and position.close_reason == "manual"
+    roles = [o.role.value for o in core.orders.get_orders_for_position(position.id)]
+    assert "flatten" not in roles and core.paper.positions() == {}
+    assert not {"exchange_drift", "oco_both_filled"} & set(kinds(alerts))
