@@ -155,6 +155,8 @@ class AlertPolicy:
         if last is not None and now - last < self.repeat_after:
             return False
         self._last[key] = now
+        if len(self._last) > 10_000:  # a long run meets many conditions: forget the ones past their interval
+            self._last = {k: t for k, t in self._last.items() if now - t < self.repeat_after}
         return True
 
 

@@ -139,3 +139,15 @@ def test_alert_policy_repeats_a_lasting_condition_only_after_its_interval(store,
     assert len(store.alerts()) == 3
     # every occurrence is logged (at or above the configured level); only publication is throttled
     assert [r.levelname for r in caplog.records if "risk alert" in r.message] == ["CRITICAL"] * 3
+
+
+def test_alert_policy_forgets_conditions_past_their_interval(store):
+    from triplegain_fsm.unit import AlertPolicy
+
+    now = [0.0]
+    policy = AlertPolicy("CRITICAL", repeat_after=10, clock=lambda: now[0])
+    for i in range(10_001):
+        assert policy.admit({"alert_type": "x", "severity": "info", "position_id": f"p{i}"})
+    now[0] = 20.0
+    assert policy.admit({"alert_type": "x", "severity": "info", "position_id": "late"})
+    assert len(policy._last) == 1  # the 10,001 old conditions were dropped, the new one kept
