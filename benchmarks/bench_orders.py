@@ -86,8 +86,6 @@ def transitions_per_second(n: int = 20_000) -> None:
 
 
 def poll_calls() -> None:
-    from triplegain_fsm.config import Config
-    from triplegain_fsm.core import ExecutionCore
     from triplegain_fsm.kraken.retry import set_testing
     from triplegain_fsm.models import TradeProposal
 
@@ -96,13 +94,7 @@ def poll_calls() -> None:
     print(f"{'open orders':>12} {'this core':>10} {'one per order':>14}")
     for n in (1, 20, 100, 1000):
         with tempfile.TemporaryDirectory() as tmp:
-            config = Config.from_dict({
-                "storage": {"path": f"{tmp}/b.sqlite"},
-                "limits": {"max_open_positions": 1000, "max_positions_per_symbol": 1000},
-                "paper": {"balances": {"ZUSD": "100000000"}},
-            })
-            core = ExecutionCore.from_settings(config)
-            core.price_tick("BTC/USD", Decimal("43000"))
+            core = _bench_core(tmp)
             for _ in range(n):
                 core.orders.execute_trade(TradeProposal(symbol="BTC/USD", side="buy", size_usd=Decimal("100"),
                                                         entry_price=Decimal("40000")))
@@ -114,25 +106,25 @@ def poll_calls() -> None:
             core.close()
 
 
+def _bench_core(tmp: str):
+    """A paper core with room for 1,000 positions and the money to open them."""
+    from triplegain_fsm.testing import paper_core
+
+    return paper_core(f"{tmp}/b.sqlite", limits={"max_open_positions": 1000, "max_positions_per_symbol": 1000},
+                      paper={"balances": {"ZUSD": "100000000"}})
+
+
 def _count(core, method: str) -> int:
     return sum(1 for call in core.paper.calls if call.method == method)
 
 
 def execute_trade_time(n: int = 300) -> None:
-    from triplegain_fsm.config import Config
-    from triplegain_fsm.core import ExecutionCore
     from triplegain_fsm.kraken.retry import set_testing
     from triplegain_fsm.models import TradeProposal
 
     set_testing(True)
     with tempfile.TemporaryDirectory() as tmp:
-        config = Config.from_dict({
-            "storage": {"path": f"{tmp}/b.sqlite"},
-            "limits": {"max_open_positions": 1000, "max_positions_per_symbol": 1000},
-            "paper": {"balances": {"ZUSD": "100000000"}},
-        })
-        core = ExecutionCore.from_settings(config)
-        core.price_tick("BTC/USD", Decimal("43000"))
+        core = _bench_core(tmp)
         http = []
         original = core.client.add_order
 

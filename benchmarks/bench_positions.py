@@ -19,22 +19,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from triplegain_fsm.config import Config  # noqa: E402
 from triplegain_fsm.core import ExecutionCore  # noqa: E402
 from triplegain_fsm.kraken.retry import set_testing  # noqa: E402
 from triplegain_fsm.models import TradeProposal  # noqa: E402
+from triplegain_fsm.testing import paper_core  # noqa: E402
 
 
 def _core(tmp: str, account: str = "spot") -> ExecutionCore:
-    data = {
-        "storage": {"path": f"{tmp}/bench.sqlite"},
-        "exchange": {"account": account},
-        "limits": {"max_open_positions": 1000, "max_positions_per_symbol": 1000},
-        "paper": {"balances": {"ZUSD": "1000000000"}},
-    }
-    if account == "margin":
-        data["symbols"] = {"BTC/USD": {"max_leverage": 5}}
-    return ExecutionCore.from_settings(Config.from_dict(data))
+    return paper_core(f"{tmp}/bench.sqlite", account, price=None,
+                      limits={"max_open_positions": 1000, "max_positions_per_symbol": 1000},
+                      paper={"balances": {"ZUSD": "1000000000"}})
 
 
 def tick_cost() -> None:

@@ -23,7 +23,7 @@ from triplegain_fsm.enums import (
     OrderType,
     PositionStatus,
 )
-from triplegain_fsm.errors import ProposalError, ValidationError
+from triplegain_fsm.errors import ProposalError
 from triplegain_fsm.machines.base import MachineModel
 from triplegain_fsm.machines.order_machine import OrderMachineMixin
 from triplegain_fsm.machines.position_machine import PositionMachineMixin
@@ -230,7 +230,3 @@ class ExecutionResult:
     error_type: str | None = None
     estimated_fee: Decimal | None = None   # from the configured fee rate; P&L books the exchange's actual fee
 
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValidationError(message)

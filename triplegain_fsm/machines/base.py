@@ -139,14 +139,6 @@ class MachineKind:
         if model.state in self.final_states:
             self.detach(model)
 
-    def can_fire(self, model: Any, trigger: str) -> bool:
-        """Is `trigger` defined from the model's current state (guards not evaluated)?"""
-        return any(edge.trigger == trigger and _matches(edge.source, model.state) for edge in self.table)
-
-
-def _matches(source: str | tuple[str, ...], state: str) -> bool:
-    return source == "*" or state == source or (isinstance(source, tuple) and state in source)
-
 
 def snapshot(model: Any) -> dict[str, Any]:
     """The model's own data (attrs fields and unsaved records), not the triggers bound to it."""
