@@ -93,7 +93,8 @@ def test_reconcile_that_finds_drift_prints_it_and_exits_1(tmp_path: Path, capsys
     assert cli.main(["reconcile", "--config", str(config)]) == 1
     captured = capsys.readouterr()
     report = json.loads(captured.out[:captured.out.rindex("}") + 1])
-    assert report["position_drift"] == [{"asset": "XXBT", "kind": "spot", "core": "0.0116", "exchange": "0"}]
+    assert report["position_drift"] == [{"asset": "XXBT", "kind": "spot", "core": "0.0116", "exchange": "0",
+                                         "position_ids": [held.id]}]
     assert report["positions_closed"] == [held.id]
     assert "reconcile found differences" in captured.err
 

@@ -13,6 +13,7 @@ MODIFY_FAILED = "modify_failed"
 CLOSE_FAILED = "close_failed"
 EXCHANGE_LOCKOUT = "exchange_lockout"
 MALFORMED_REPORT = "malformed_report"
+POSITION_VANISHED = "position_vanished"
 
 CRITICAL = "critical"
 HIGH = "high"

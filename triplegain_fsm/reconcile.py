@@ -12,13 +12,27 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from triplegain_fsm import alerts
-from triplegain_fsm.enums import OrderSide
+from triplegain_fsm.enums import OrderSide, OrderStatus
 from triplegain_fsm.kraken.errors import KrakenError
 from triplegain_fsm.orders import PollReport
 from triplegain_fsm.reports import MalformedReport, parse_position_row
 
 if TYPE_CHECKING:
     from triplegain_fsm.core import ExecutionCore
+
+
+_UNSETTLED = frozenset({OrderStatus.PENDING.value, OrderStatus.SUBMITTED_UNKNOWN.value})
+
+
+@attrs.define
+class _Expectation:
+    """What the core believes it holds, per (kind, asset), at one moment."""
+
+    amounts: dict[tuple[str, str], Decimal] = attrs.field(factory=dict)
+    owners: dict[tuple[str, str], list[Any]] = attrs.field(factory=dict)
+    signature: dict[tuple[str, str], list[tuple[Any, ...]]] = attrs.field(factory=dict)
+    unsettled: set[tuple[str, str]] = attrs.field(factory=set)   # an order whose outcome is not known yet
+    has_spot: bool = False
 
 
 @attrs.define
@@ -30,6 +44,7 @@ class SyncReport:
     position_drift: list[dict[str, Any]] = attrs.field(factory=list)
     positions_reprotected: int = 0
     positions_closed: list[str] = attrs.field(factory=list)
+    inconclusive: list[str] = attrs.field(factory=list)   # assets not compared: they moved during the read
     poll: PollReport | None = None
     errors: list[str] = attrs.field(factory=list)
 
@@ -82,13 +97,15 @@ class Reconciler:
         """Compare what the core holds with what the exchange holds: margin positions per pair and
         direction, spot positions per base asset (the balance may hold more: other coins are not drift).
 
-        Holdings are read FIRST, then the positions' working orders are queried again, and only
-        then is the core's side computed: a fill that landed before the holdings were read is then
-        in both, so an exit still in flight (a stop that just triggered, a close just sent) is never
-        mistaken for a position closed outside the core.
+        The two sides must describe the same moment. The core's side is taken before the holdings
+        are read and again after its working orders were re-queried; a key whose side changed in
+        between (a fill landed during the round trips) or that has an order whose outcome the core
+        does not know yet is not compared this time: the next reconciliation will. Only a key that
+        held still around the read is compared, in both directions, and only that can close a
+        position as gone.
         """
         core = self.core
-        spot_positions = any(p.leverage == 1 and p.entry_size for p in core.positions.get_open_positions())
+        before = self._expectation()
         held: dict[tuple[str, str], Decimal] = {}
         try:
             if core.config.exchange.account == "margin":
@@ -98,41 +115,73 @@ class Reconciler:
             with core.guard.unit() as unit:
                 unit.alert(alerts.MALFORMED_REPORT, alerts.HIGH, f"OpenPositions unreadable, not compared: {exc}")
             return
-        if spot_positions:
+        if before.has_spot:
             held.update(self._spot_holdings())
-        core.orders.refresh([o for o in core.orders.working_orders() if o.external_id and o.position_id])
-        expected: dict[tuple[str, str], Decimal] = {}
-        owners: dict[tuple[str, str], list[Any]] = {}
-        for position in core.positions.get_open_positions():
-            if position.entry_size == 0:
-                continue
-            key = self._key(position)
-            sign = 1 if position.side is OrderSide.BUY else -1
-            expected[key] = expected.get(key, Decimal(0)) + sign * (position.size - position.excess_size)
-            owners.setdefault(key, []).append(position)
-        drift = []
-        for key in sorted(set(expected) | {k for k, v in held.items() if v and k[0] == "margin"}):
-            want, have = expected.get(key, Decimal(0)), held.get(key, Decimal(0))
-            if (have < want) if key[0] == "spot" and want > 0 else (have != want):
-                drift.append({"asset": key[1], "kind": key[0], "core": str(want), "exchange": str(have)})
-        if not drift:
+        requery = PollReport()
+        core.orders.refresh([o for o in core.orders.working_orders() if o.external_id and o.position_id], requery)
+        after = self._expectation()
+        if requery.errors:  # the core's side may be stale: comparing it could invent a vanished position
+            report.errors.extend(requery.errors)
+            report.inconclusive = sorted({k[1] for k in (*after.amounts, *held)})
             return
-        report.position_drift = drift
+        drift = []
+        for key in sorted(set(after.amounts) | {k for k, v in held.items() if v and k[0] == "margin"}):
+            if key in after.unsettled or before.signature.get(key) != after.signature.get(key):
+                report.inconclusive.append(key[1])
+                continue
+            want, have = after.amounts.get(key, Decimal(0)), held.get(key, Decimal(0))
+            if (have < want) if key[0] == "spot" and want > 0 else (have != want):
+                drift.append({"asset": key[1], "kind": key[0], "core": str(want), "exchange": str(have),
+                              "position_ids": [p.id for p in after.owners.get(key, [])]})
+        if drift:
+            report.position_drift = drift
+            self._act_on_drift(report, drift, after.owners)
+
+    def _act_on_drift(self, report: SyncReport, drift: list[dict[str, Any]],
+                      owners: dict[tuple[str, str], list[Any]]) -> None:
+        core = self.core
         gone = []
         with core.guard.unit() as unit:
             for item in drift:
                 unit.alert(alerts.EXCHANGE_DRIFT, alerts.CRITICAL,
                            f"{item['kind']} {item['asset']}: core holds {item['core']}, exchange {item['exchange']}",
                            **item)
-                if Decimal(item["exchange"]) == 0:
-                    for position in owners.get((item["kind"], item["asset"]), []):
-                        unit.touch(position)  # before the change: a rollback restores it
-                        position.close_reason = "gone from the exchange (closed outside the core); P&L incomplete"
-                        unit.fire(position, "vanish", reason=position.close_reason)
-                        gone.append(position.id)
+                if Decimal(item["exchange"]) != 0:
+                    continue
+                for position in owners.get((item["kind"], item["asset"]), []):
+                    held = position.size
+                    unit.touch(position)  # before the change: a rollback restores it
+                    position.close_reason = "gone from the exchange (closed outside the core); P&L incomplete"
+                    unit.fire(position, "vanish", reason=position.close_reason)
+                    unit.alert(alerts.POSITION_VANISHED, alerts.CRITICAL,
+                               f"position {position.id} ({position.symbol} {held}) is no longer held at "
+                               "the exchange: closed in the core, its legs cancelled", position_id=position.id,
+                               symbol=position.symbol)
+                    gone.append(position.id)
         report.positions_closed = gone
         for pid in gone:
             core.positions.converge(pid)  # cancels its legs: nothing is left orphaned
+
+    def _expectation(self) -> _Expectation:
+        """The core's side of the comparison, read under the state lock so it is one moment."""
+        core = self.core
+        expectation = _Expectation()
+        with core.guard.lock:
+            positions = core.positions.get_open_positions()
+            for position in positions:
+                if position.entry_size == 0:
+                    continue
+                key = self._key(position)
+                sign = 1 if position.side is OrderSide.BUY else -1
+                amounts = expectation.amounts
+                amounts[key] = amounts.get(key, Decimal(0)) + sign * (position.size - position.excess_size)
+                expectation.owners.setdefault(key, []).append(position)
+                expectation.signature.setdefault(key, []).append(
+                    (position.id, position.size, position.excess_size, position.entry_size, position.exit_size))
+                if any(o.state in _UNSETTLED for o in core.orders.working_for_position(position.id)):
+                    expectation.unsettled.add(key)
+            expectation.has_spot = any(p.leverage == 1 and p.entry_size for p in positions)
+        return expectation
 
     def _key(self, position: Any) -> tuple[str, str]:
         pair = self.core.client.pairs.resolve(position.symbol)

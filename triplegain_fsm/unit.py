@@ -130,9 +130,26 @@ def _event_payload(model: Any, record: Any) -> dict[str, Any]:
     return payload
 
 
+# What names the condition an alert is about. Every field that tells one condition from
+# another must be here: a key that misses one (drift of asset A vs asset B) lets the first
+# alert silence the others. Amounts and counters are not identity: a lasting condition whose
+# numbers move is still the same condition.
+IDENTITY_FIELDS = ("position_id", "order_id", "txid", "client_order_id", "asset", "kind", "symbol", "posid",
+                   "position_ids", "ordertxid")
+
+
+def condition_key(payload: dict[str, Any]) -> tuple[Any, ...]:
+    """The condition an alert is about: its type and every identity field it carries."""
+    return (payload.get("alert_type"), *(_hashable(payload.get(name)) for name in IDENTITY_FIELDS))
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
 class AlertPolicy:
     """What happens to an alert besides the bus: logged at its severity, stored, and not
-    repeated for the same condition (type, position, order) within `repeat_after` seconds."""
+    repeated for the same condition (`condition_key`) within `repeat_after` seconds."""
 
     LEVELS = {"critical": logging.CRITICAL, "high": logging.ERROR, "warning": logging.WARNING}
 
@@ -149,7 +166,7 @@ class AlertPolicy:
         level = self.LEVELS.get(payload.get("severity", ""), logging.INFO)
         if level >= self.log_level:
             log.log(level, "risk alert %s: %s", payload.get("alert_type"), payload.get("message"))
-        key = (payload.get("alert_type"), payload.get("position_id"), payload.get("order_id"), payload.get("txid"))
+        key = condition_key(payload)
         now = self.clock()
         last = self._last.get(key)
         if last is not None and now - last < self.repeat_after:

@@ -19,7 +19,7 @@ from triplegain_fsm.paper.calllog import Call, CallLog
 from triplegain_fsm.paper.endpoints import PRIVATE, PUBLIC, Context
 from triplegain_fsm.paper.engine import Engine
 from triplegain_fsm.paper.errors import UNAVAILABLE, UNKNOWN_METHOD, KrakenRejection, LostResponse
-from triplegain_fsm.paper.faults import CORRUPT, ERROR, HTTP_STATUS, MALFORMED, Fault, Faults
+from triplegain_fsm.paper.faults import CORRUPT, DURING, ERROR, HTTP_STATUS, MALFORMED, Fault, Faults
 from triplegain_fsm.paper.ratelimit import RateLimiter
 from triplegain_fsm.paper.wire import encode, envelope, parse_body, parse_form
 
@@ -122,6 +122,10 @@ class KrakenApi:
             return Reply(fault.status, _error_page(fault.status), HTML)
         if fault.kind == MALFORMED:
             return Reply(200, MALFORMED_BODY)
+        if fault.kind == DURING:
+            assert fault.action is not None and payload is not None
+            fault.action()
+            return Reply(200, encode(payload))
         if fault.kind == CORRUPT:
             assert fault.mutate is not None and payload is not None
             damaged = copy.deepcopy(payload)

@@ -11,6 +11,9 @@ execution core must survive without placing an order twice:
     http_status_next    500/502/520 etc. with an HTML page             (acted only if acted=True)
     malformed_next      a truncated, non-JSON body with HTTP 200       (acted only if acted=True)
     corrupt_result_next the real answer, passed through `mutate`       (acted)
+    during_next         the world moves while the answer travels: `action()` runs after
+                        the exchange acted, before the client reads the (true) answer
+                        -- a fill or a tick landing inside another call's round trip
 
 Thread-safe: faults are taken atomically, first queued first served.
 """
@@ -28,6 +31,7 @@ LOSE_RESPONSE = "lose_response"
 HTTP_STATUS = "http_status"
 MALFORMED = "malformed"
 CORRUPT = "corrupt"
+DURING = "during"
 ANY_METHOD = "*"
 
 
@@ -39,11 +43,12 @@ class Fault:
     status: int | None = None
     acted: bool = False
     mutate: Callable[[dict[str, Any]], Any] | None = None
+    action: Callable[[], Any] | None = None
 
     @property
     def acts_first(self) -> bool:
         """True when the exchange processes the request before the fault spoils the answer."""
-        return self.kind in (LOSE_RESPONSE, CORRUPT) or (self.kind in (HTTP_STATUS, MALFORMED) and self.acted)
+        return self.kind in (LOSE_RESPONSE, CORRUPT, DURING) or (self.kind in (HTTP_STATUS, MALFORMED) and self.acted)
 
     def matches(self, method: str) -> bool:
         return self.method in (method, ANY_METHOD)
@@ -90,6 +95,11 @@ class Faults:
         """`mutate(payload)` gets a copy of the whole `{"error", "result"}` answer; it may edit it
         in place (return None) or return a replacement."""
         return self._add(Fault(CORRUPT, method, acted=True, mutate=mutate), times)
+
+    def during_next(self, method: str, action: Callable[[], Any], times: int = 1) -> Fault:
+        """Run `action()` (e.g. a price tick that fills a resting order) while the answer to the next
+        `method` call is on its way: the client then reads an answer that is already out of date."""
+        return self._add(Fault(DURING, method, acted=True, action=action), times)
 
     def take(self, method: str) -> Fault | None:
         """The next fault for `method`, consuming one use of it."""
