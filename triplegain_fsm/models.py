@@ -141,6 +141,7 @@ class Order(OrderMachineMixin, MachineModel):
     error_message: str | None = None
     created_at: datetime = attrs.field(factory=utcnow)
     updated_at: datetime = attrs.field(factory=utcnow)
+    unknown_since: datetime | None = None  # when its outcome became unknown: the look-up deadline counts from here
     state: str = OrderStatus.PENDING.value
 
     @property

@@ -30,8 +30,9 @@ from triplegain_fsm.errors import (
     PositionLimitError,
     ProposalError,
 )
-from triplegain_fsm.kraken.errors import KrakenError, UnknownOrder
+from triplegain_fsm.kraken.errors import KrakenError, KrakenRequestError, UnknownOrder
 from triplegain_fsm.kraken.order_request import OrderRequest
+from triplegain_fsm.kraken.params import add_order_params
 from triplegain_fsm.machines.order_machine import ORDER_KIND
 from triplegain_fsm.models import ExecutionResult, Order, TradeProposal
 from triplegain_fsm.reports import MalformedReport, OrderReport, check_against, parse_order_report
@@ -173,16 +174,24 @@ class OrderExecutionManager:
         price = None
         if order_type is OrderType.LIMIT:
             price = self.client.pairs.round_price(pair, reference, up=proposal.side is OrderSide.SELL)
+            if price <= 0:
+                raise ProposalError(f"entry_price: {reference} rounds to {price} at {pair.altname}'s tick")
         order = Order(symbol=proposal.symbol, side=proposal.side, order_type=order_type, size=volume,
                       price=price, leverage=proposal.leverage, proposal_id=proposal.id, created_at=self.now())
+        try:  # bad input raises here, before anything is stored (a price that rounds to nothing, ...)
+            add_order_params(self.request_for(order), pair)
+        except KrakenRequestError as exc:
+            raise ProposalError(f"order cannot be built: {exc}") from None
         with self.guard.unit() as unit:
-            self._check_position_limits(proposal.symbol)
+            self._check_position_limits(proposal)
             position = self.positions.open_for(unit, proposal, order)
             order.position_id = position.id
             self.track(unit, order)
-        self.send(order)
-        with self.guard.unit() as unit:
-            self.positions.on_entry_sent(unit, order)
+        try:
+            self.send(order)
+        finally:  # whatever send() met, a rejected entry closes its position (never an OPENING leftover)
+            with self.guard.unit() as unit:
+                self.positions.on_entry_sent(unit, order)
         rate = symbol_cfg.fee_pct if order_type is OrderType.MARKET else symbol_cfg.maker_fee_pct
         return ExecutionResult(
             success=order.state not in (OrderStatus.REJECTED.value, _UNKNOWN),
@@ -205,9 +214,17 @@ class OrderExecutionManager:
         elif proposal.side is OrderSide.SELL:
             raise ProposalError("side: a short needs a margin account and leverage >= 2")
 
-    def _check_position_limits(self, symbol: str) -> None:
+    def _check_position_limits(self, proposal: TradeProposal) -> None:
         assert self.positions is not None
+        symbol = proposal.symbol
         open_positions = self.positions.get_open_positions()
+        if proposal.leverage > 1:
+            opposite = [p.id for p in open_positions if p.symbol == symbol and p.leverage > 1
+                        and p.side is not proposal.side]
+            if opposite:  # Kraken nets margin positions per pair: this entry would close them instead
+                raise ProposalError(
+                    f"side: a margin {proposal.side.value} on {symbol} would be netted by Kraken against the "
+                    f"open margin position(s) {', '.join(opposite)}; close those first")
         limits = self.config.limits
         if len(open_positions) >= limits.max_open_positions:
             raise PositionLimitError(f"limits.max_open_positions: {limits.max_open_positions} already open")
@@ -254,6 +271,7 @@ class OrderExecutionManager:
                     unit.fire(order, "submit_unknown", reason=str(exc))
                     unit.touch(order)  # before the change: a rollback restores it
                     order.error_message = f"outcome unknown: {exc}"
+                    order.unknown_since = self.now()  # its last deadline was set before this moment
                     unit.alert(alerts.ORDER_OUTCOME_UNKNOWN, alerts.HIGH,
                                f"order {order.id} may or may not be at the exchange; settling by client id",
                                order_id=order.id, position_id=order.position_id,
@@ -394,7 +412,8 @@ class OrderExecutionManager:
             return
         report.api_calls += 2
         if found is None:
-            deadline = order.created_at.timestamp() + self.config.exchange.submit_deadline_seconds + 60
+            since = order.unknown_since or order.created_at
+            deadline = since.timestamp() + self.config.exchange.submit_deadline_seconds + 60
             if self.clock() < deadline:
                 return
             with self.guard.unit() as unit:
@@ -413,6 +432,8 @@ class OrderExecutionManager:
             unit.fire(order, "acknowledge", reason="found by client order id")
             self._index(order)
             report.settled_unknown += 1
+            if self.positions is not None:  # its position waited for this answer: it may act now
+                self.positions.on_order_settled(unit, order)
             try:
                 parsed = parse_order_report(txid, info)
                 check_against(parsed, order.filled_size)
@@ -477,6 +498,7 @@ class OrderExecutionManager:
                 ORDER_KIND.attach(order)
                 if order.state == OrderStatus.PENDING.value:  # it may have left before the crash
                     unit.fire(order, "submit_unknown", reason="restart: may have been sent; settling by client id")
+                    order.unknown_since = self.now()  # it was sent (if at all) before now, not at creation
                     unit.alert(alerts.ORDER_OUTCOME_UNKNOWN, alerts.HIGH,
                                f"{order.role.value} order {order.id} was being sent when the process stopped; "
                                "settling it by client order id", order_id=order.id, position_id=order.position_id,

@@ -222,6 +222,12 @@ class PositionTracker:
         self._index(position)
         self._schedule(unit, position, reason=f"{order.role.value} {order.state.lower()}")
 
+    def on_order_settled(self, unit: Unit, order: Order) -> None:
+        """An order whose outcome was unknown was found: its position's waiting work is due now."""
+        position = self._open.get(order.position_id or "")
+        if position is not None:
+            self._schedule(unit, position, reason=f"{order.role.value} {order.id} found by client order id")
+
     def on_trigger_moved(self, unit: Unit, order: Order, trigger: Decimal) -> None:
         """The exchange holds a leg at another trigger than recorded (an amend whose answer was lost,
         or a human): the exchange is the truth, for the order and for the position's level."""
@@ -585,7 +591,11 @@ class PositionTracker:
         return position
 
     def _begin_close(self, position: Position, reason: str) -> None:
+        """Start closing, unless another thread already did (checked under the lock: a tick that saw
+        the position active a moment ago must not fail because a close started in between)."""
         with self.guard.unit() as unit:
+            if position.state in (PositionStatus.CLOSING.value, PositionStatus.CLOSED.value):
+                return
             unit.touch(position)  # before the change: a rollback restores it
             position.close_reason = reason
             unit.fire(position, "begin_close", reason=reason)
@@ -612,14 +622,26 @@ class PositionTracker:
         return position
 
     def _check_new_levels(self, position: Position, sl: Decimal | None, tp: Decimal | None) -> None:
-        price = self.fresh_price(position.symbol, self.config.orders.price_max_age_seconds) or position.entry_price
-        if price is None:
-            return
-        long = position.is_long
-        if sl is not None and (sl >= price if long else sl <= price):
-            raise ProposalError(f"stop_loss: {sl} is on the wrong side of the current price {price}")
-        if tp is not None and (tp <= price if long else tp >= price):
-            raise ProposalError(f"take_profit: {tp} is on the wrong side of the current price {price}")
+        """A level must be on the right side of every price it will protect: the market for what is
+        held, and a still-resting entry's limit price for what is yet to fill (the proposal's own check)."""
+        for price, what in self._protected_prices(position):
+            long = position.is_long
+            if sl is not None and (sl >= price if long else sl <= price):
+                raise ProposalError(f"stop_loss: {sl:f} is on the wrong side of the {what} {price:f}")
+            if tp is not None and (tp <= price if long else tp >= price):
+                raise ProposalError(f"take_profit: {tp:f} is on the wrong side of the {what} {price:f}")
+
+    def _protected_prices(self, position: Position) -> list[tuple[Decimal, str]]:
+        prices: list[tuple[Decimal, str]] = []
+        entry = self.orders.get_order(position.entry_order_id) if position.entry_order_id else None
+        if entry is not None and not entry.is_final and entry.price is not None:
+            prices.append((entry.price, "resting entry's limit price"))
+        market = self.fresh_price(position.symbol, self.config.orders.price_max_age_seconds)
+        if market is not None and (position.entry_size > 0 or not prices):
+            prices.append((market, "current price"))
+        elif not prices and position.entry_price is not None:
+            prices.append((position.entry_price, "entry price"))
+        return prices
 
     def _move_leg(self, position: Position, role: OrderRole, level: Decimal) -> None:
         name = _LEG_ROLES[role]
@@ -720,9 +742,7 @@ class PositionTracker:
                     to_trail.append(position)
             self._rebuild_bounds(symbol)
         for position, kind in to_close:
-            if position.state in (PositionStatus.UNPROTECTED.value, PositionStatus.PROTECTED.value):
-                unit_reason = f"{kind} hit at {price} (watched locally)"
-                self._begin_close(position, unit_reason)
+            self._begin_close(position, f"{kind} hit at {price} (watched locally)")
         for position in to_trail:
             self._ratchet(position)
 

@@ -34,7 +34,7 @@ _DECIMAL_COLUMNS = {
     f.name for cls in (Order, Position) for f in attrs.fields(cls)
     if f.type in ("Decimal", "Decimal | None")
 }
-_DATETIME_COLUMNS = {"created_at", "updated_at", "opened_at", "closed_at"}
+_DATETIME_COLUMNS = {"created_at", "updated_at", "opened_at", "closed_at", "unknown_since"}
 _ENUM_COLUMNS: dict[str, type[Enum]] = {
     "side": OrderSide, "order_type": OrderType, "role": OrderRole,
     "stop_loss_location": LegLocation, "take_profit_location": LegLocation,
@@ -266,6 +266,15 @@ class Store:
         for row in rows:
             row["detail"] = json.loads(row["detail"])
         return rows
+
+    def get_meta(self, key: str) -> str | None:
+        """A value from the `meta` table (schema_version, paper_account_id, ...); None if unset."""
+        rows = self._select("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if not rows else rows[0]["value"]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
 
     def count(self, table: str) -> int:
         return int(self._select(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])

@@ -140,3 +140,170 @@ def test_drift_of_one_asset_does_not_silence_drift_of_another(make_core, collect
     assert [d["position_ids"] for d in drift if d["asset"] == "XETH"] == [[eth_pos.id]]
     stored = [a for a in core.store.alerts() if a["alert_type"] == "exchange_drift"]
     assert len(stored) == 2
+
+
+# -- 5. a margin entry against an open margin position the other way is netted by Kraken --------------------
+
+
+def test_an_opposite_margin_entry_on_the_same_pair_is_refused(make_core):
+    core = make_core(account="margin", limits={"max_positions_per_symbol": 2})
+    short = core.orders.execute_trade(proposal(side="sell", sl="45000", tp="40000", leverage=2))
+    core.poll_once()
+    calls = len(core.paper.calls)
+    with pytest.raises(ProposalError, match="netted"):
+        core.orders.execute_trade(proposal(side="buy", leverage=2))
+    assert len(core.paper.calls) == calls and len(core.positions.get_open_positions()) == 1
+    assert core.positions.get_position(short.position_id).status is PositionStatus.PROTECTED
+    same_way = core.orders.execute_trade(proposal(side="sell", sl="45000", tp="40000", leverage=2))
+    assert same_way.success  # adding to the short is not netting
+
+
+# -- 6. new levels were checked against the market, not the price they will protect -------------------------
+
+
+def test_modify_refuses_a_stop_above_a_resting_limit_buy(make_core):
+    core = make_core()
+    result = core.orders.execute_trade(proposal(entry="42000", sl="41000", tp="48000"))
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    assert position.status is PositionStatus.OPENING
+    with pytest.raises(ProposalError, match="resting entry's limit price 42000"):
+        core.positions.modify_position(position.id, stop_loss=D("42500"))  # below the market 43000
+    with pytest.raises(ProposalError):  # a TradeProposal with the same levels is refused the same way
+        proposal(entry="42000", sl="42500")
+    assert position.stop_loss == D("41000")
+    core.positions.modify_position(position.id, stop_loss=D("41500"))
+    assert position.stop_loss == D("41500")
+
+
+# -- 8. an entry refused before it was sent left an OPENING position forever ----------------------------------
+
+
+def test_an_entry_price_that_rounds_to_nothing_is_refused_before_anything_is_stored(make_core):
+    core = make_core(limits={"max_positions_per_symbol": 2})
+    for _ in range(3):
+        with pytest.raises(ProposalError, match="rounds to"):
+            core.orders.execute_trade(proposal(entry="0.01", sl=None, tp=None))
+    assert core.positions.get_open_positions() == [] and core.store.count("orders") == 0
+    assert core.orders.execute_trade(proposal()).success  # the per-symbol limit is not used up
+
+
+def test_an_entry_whose_send_fails_inside_the_core_closes_its_position(make_core, monkeypatch):
+    core = make_core()
+
+    def broken(req):
+        raise RuntimeError("a bug while building the request")
+
+    monkeypatch.setattr(core.client, "add_order", broken)
+    with pytest.raises(RuntimeError):
+        core.orders.execute_trade(proposal())
+    [position] = core.store.load_positions()
+    assert position.state == PositionStatus.CLOSED.value and "rejected" in position.close_reason
+    assert core.positions.get_open_positions() == []
+
+
+# -- the three suspicions ------------------------------------------------------------------------------------
+
+
+def test_an_order_sent_long_after_it_was_created_is_not_declared_never_placed(make_core, clock, collect):
+    """Confirmed and fixed: the look-up deadline counted from creation. A stop created, then sent 100 s
+    later (the pacer waited), then the process died: after the restart the first look-ups miss it (REST
+    lag), and the old code, 65 s past creation, declared it never placed and placed a second stop."""
+    core = make_core(account="margin")
+    result = core.orders.execute_trade(proposal(leverage=2, tp=None))
+
+    def slow_send_then_crash() -> None:
+        clock.advance(100)
+        raise SystemExit("the process died with the stop on the wire")
+
+    core.paper.faults.during_next("AddOrder", slow_send_then_crash)
+    with pytest.raises(SystemExit):
+        core.poll_once()  # the entry fill is seen, the stop is stored PENDING and sent
+    restarted = _restart(core, clock)
+    hide = {"open": {}}
+    core.paper.faults.corrupt_result_next("OpenOrders", lambda answer: {"error": [], "result": hide})
+    position = restarted.positions.get_position(result.position_id)
+    stop = restarted.orders.get_order(position.stop_loss_order_id)
+    restarted.poll_once()  # the first look-up does not see the stop yet
+    assert stop.status is OrderStatus.SUBMITTED_UNKNOWN, "still being settled, not declared never placed"
+    assert position.stop_loss_order_id == stop.id
+    restarted.poll_once()
+    assert stop.status is OrderStatus.OPEN and position.status is PositionStatus.PROTECTED
+    stops = [o for o in core.paper.open_orders().values() if o["descr"]["ordertype"] == "stop-loss"]
+    assert len(stops) == 1
+    restarted.close()
+
+
+def _restart(core, clock):
+    from triplegain_fsm import ExecutionCore
+    from triplegain_fsm.kraken.client import KrakenClient
+    from triplegain_fsm.store import Store
+
+    paper = core.paper
+    client = KrakenClient(paper.api_key, paper.api_secret, core.config.exchange.base_url, sleep=lambda s: None)
+    paper.mount(client.session, core.config.exchange.base_url)
+    return ExecutionCore(core.config, client, Store(core.config.storage.path), paper=paper, clock=clock)
+
+
+def test_a_tick_crossing_a_local_level_while_another_thread_closes_never_raises(make_core):
+    """Disproved as a crash after the fix, confirmed before: the tick checked the state, released the lock,
+    and fired begin_close on a position another thread had started closing in between."""
+    core = make_core()  # spot: the take-profit is watched locally
+    failures: list[BaseException] = []
+    for _ in range(15):
+        result = core.orders.execute_trade(proposal(tp="43500"))
+        core.poll_once()
+        position = core.positions.get_position(result.position_id)
+        assert position.take_profit_location is LegLocation.LOCAL
+        barrier = threading.Barrier(2)
+
+        def tick(barrier=barrier) -> None:
+            barrier.wait()
+            try:
+                core.positions.on_price_update("BTC/USD", D("43600"))
+            except IllegalTransition as exc:
+                failures.append(exc)
+
+        def close(pid=position.id, barrier=barrier) -> None:
+            barrier.wait()
+            try:
+                core.positions.close_position(pid)
+            except IllegalTransition:
+                pass  # the tick got there first: the public call says so, that is fine
+
+        threads = [threading.Thread(target=tick), threading.Thread(target=close)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        core.price_tick("BTC/USD", D("43000"))
+        core.poll_once()
+        assert position.status is PositionStatus.CLOSED
+    assert failures == []
+
+
+def test_a_partial_entry_fill_during_the_stop_placement_leaves_one_stop(make_core):
+    """Disproved: a further fill that lands while the first stop is stored but not yet sent (another
+    thread polls right then) finds that stop prepared and sends or grows it; it never plans a second.
+    (During the stop's own round trip no poll can land at all: private calls share one key lane.)"""
+    core = make_core(account="margin", price="43100", paper={"liquidity_per_tick": "0.04"})
+    result = core.orders.execute_trade(proposal(entry="43000", leverage=2, tp=None))
+    entry = result.order
+    core.price_tick("BTC/USD", D("42990"))   # 0.04 of 0.1 fills at the exchange
+    seen: list[str] = []
+
+    def on_event(message) -> None:  # right after the fill's commit, before the stop is sent
+        if message.payload.get("event") == "order_fill" and not seen:
+            seen.append(message.payload["order_id"])
+            core.paper.set_price("BTC/USD", D("42990"))  # 0.04 more fills
+            in_thread(core.orders.poll_once)             # and the poller applies it now
+
+    core.bus.subscribe("execution", on_event)
+    core.poll_once()
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    assert seen == [entry.id] and entry.filled_size == D("0.08")
+    stops = [o for o in core.orders.get_orders_for_position(position.id) if o.role is OrderRole.STOP_LOSS]
+    assert len(stops) == 1 and stops[0].id == position.stop_loss_order_id
+    assert stops[0].size == position.size == D("0.08")
+    assert len([o for o in core.paper.open_orders().values() if o["descr"]["ordertype"] == "stop-loss"]) == 1
