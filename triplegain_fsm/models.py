@@ -196,6 +196,7 @@ class Position(PositionMachineMixin, MachineModel):
     opened_at: datetime = attrs.field(factory=utcnow)
     updated_at: datetime = attrs.field(factory=utcnow)
     closed_at: datetime | None = None
+    unprotected_since: datetime | None = None   # when it last entered UNPROTECTED (None: not unprotected)
     state: str = PositionStatus.OPENING.value
 
     @property

@@ -8,11 +8,14 @@ before the next. Whatever started it (an entry fill, a leg fill, a close, a
 restart), the same code finishes it; a failed step leaves a work record with a
 backoff and an alert, so protection is retried until it holds (F04, F06, F12, F16).
 
-Which legs live where: the stop-loss is always placed at the exchange first.
-The take-profit goes to the exchange too; on a spot account Kraken may refuse
-it because the stop already holds the balance (`EOrder:Insufficient funds`),
-and then it is kept LOCAL and fired by `on_price_update`. A leg that could not
-be placed at all is also watched locally until it is (F09).
+What to do next is decided by the pure planner (protection.py, which also
+says which legs live where); this module executes its steps, keeps the
+indexes, and reacts to fills and ticks. PROTECTED is a checked fact, never an
+assumption: every change of a leg re-evaluates it (`_reassess`). A leg that
+could not be placed at all is watched locally until it is (F09).
+
+Exchange work is serialised per position, and per PAIR for spot positions:
+their sell legs share one balance, so two of them must never claim it at once.
 """
 from __future__ import annotations
 
@@ -26,16 +29,22 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from triplegain_fsm import alerts
 from triplegain_fsm.config import Config
-from triplegain_fsm.enums import LegLocation, OrderRole, OrderStatus, OrderType, PositionStatus
+from triplegain_fsm.enums import LegLocation, OrderRole, OrderStatus, PositionStatus
 from triplegain_fsm.errors import IllegalTransition, NotFoundError, ProposalError
 from triplegain_fsm.kraken.errors import InsufficientFunds, KrakenError, UnknownOrder
 from triplegain_fsm.machines.position_machine import POSITION_KIND
 from triplegain_fsm.models import Order, Position, TradeProposal
 from triplegain_fsm.money import ZERO, positive, to_decimal
+from triplegain_fsm.protection import (
+    CONCLUSIONS,
+    LEG_ROLES,
+    RESTING,
+    ProtectionPlanner,
+    Step,
+    holds_spot_balance,
+)
 from triplegain_fsm.ticks import HUNDRED, Bounds, compute_bounds, trailing_trigger, watched_by_core
 from triplegain_fsm.unit import StateGuard, Unit
 
@@ -47,23 +56,6 @@ log = logging.getLogger(__name__)
 
 CONVERGE = "converge"
 MAX_STEPS = 8                      # exchange calls one converge may make before yielding
-MIN_RATCHET = Decimal("0.001")     # a trailing stop moves only for >= 0.1 %: amends cost trading budget
-_WORKING = frozenset({OrderStatus.PENDING.value, OrderStatus.SUBMITTED_UNKNOWN.value, OrderStatus.OPEN.value,
-                      OrderStatus.PARTIALLY_FILLED.value, OrderStatus.CANCEL_PENDING.value})
-_RESTING = frozenset({OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value})
-_IN_FLIGHT = frozenset({OrderStatus.PENDING.value, OrderStatus.SUBMITTED_UNKNOWN.value,
-                        OrderStatus.CANCEL_PENDING.value})
-_LEG_ROLES = {OrderRole.STOP_LOSS: "stop_loss", OrderRole.TAKE_PROFIT: "take_profit"}
-
-
-@attrs.frozen
-class Step:
-    """One exchange call converge decided to make."""
-
-    action: str   # place | send | amend_qty | amend_trigger | cancel | reopen | settle | protected | idle | wait
-    role: OrderRole | None = None
-    order: Order | None = None
-    qty: Decimal = ZERO
 
 
 class PositionTracker:
@@ -82,6 +74,7 @@ class PositionTracker:
         self._attempts: dict[str, int] = {}
         self._op_locks: dict[str, threading.RLock] = {}
         self._prepared: set[str] = set()                 # PENDING legs created with a fill, not yet sent
+        self.planner = ProtectionPlanner(orders, client.pairs, config, self._prepared, self.get_open_positions)
 
     # -- reads ------------------------------------------------------------------------------
     def get_position(self, position_id: str) -> Position | None:
@@ -204,7 +197,7 @@ class PositionTracker:
         crash before it is sent leaves a PENDING order that restart settles by
         client order id.
         """
-        step = self._plan(position)
+        step = self.planner.plan(position)
         if step is not None and step.action == "place" and step.role is not None:
             order = self._new_order(unit, position, step.role, step.qty)
             self._prepared.add(order.id)
@@ -217,7 +210,7 @@ class PositionTracker:
             unit.touch(position)  # before the change: a rollback restores it
             position.close_reason = f"entry {order.state.lower()}: {order.error_message or ''}".rstrip(": ")
             unit.fire(position, "abandon", reason=position.close_reason)
-        elif order.role in _LEG_ROLES and order.state != OrderStatus.FILLED.value:
+        elif order.role in LEG_ROLES and order.state != OrderStatus.FILLED.value:
             self._leg_gone(unit, position, order)
         self._index(position)
         self._schedule(unit, position, reason=f"{order.role.value} {order.state.lower()}")
@@ -234,7 +227,7 @@ class PositionTracker:
         unit.touch(order)
         old, order.stop_price = order.stop_price, trigger
         position = self._open.get(order.position_id or "")
-        name = _LEG_ROLES.get(order.role)
+        name = LEG_ROLES.get(order.role)
         if position is None or name is None or getattr(position, f"{name}_order_id") != order.id:
             return
         unit.touch(position)
@@ -246,7 +239,7 @@ class PositionTracker:
 
     def _leg_gone(self, unit: Unit, position: Position, order: Order) -> None:
         """A leg ended without filling. Expected while closing; otherwise protection was lost."""
-        name = _LEG_ROLES[order.role]
+        name = LEG_ROLES[order.role]
         if getattr(position, f"{name}_order_id") != order.id:
             return
         unit.touch(position)
@@ -292,9 +285,12 @@ class PositionTracker:
 
     @contextmanager
     def _exclusive(self, position_id: str, blocking: bool = True) -> Iterator[bool]:
-        """Serialize exchange work per position (never held with the state lock waiting on it)."""
+        """Serialize exchange work per position, per pair for spot positions (they share one balance).
+        Never held with the state lock waiting on it."""
         with self.guard.lock:
-            lock = self._op_locks.setdefault(position_id, threading.RLock())
+            position = self._open.get(position_id)
+            key = f"spot:{position.symbol}" if position is not None and holds_spot_balance(position) else position_id
+            lock = self._op_locks.setdefault(key, threading.RLock())
         acquired = lock.acquire(blocking=blocking)
         try:
             yield acquired
@@ -303,14 +299,18 @@ class PositionTracker:
                 lock.release()
 
     # -- converge -------------------------------------------------------------------------------------------
-    def converge(self, position_id: str) -> Position:
-        """Make the exchange match what the position needs, one persisted call at a time."""
-        with self._exclusive(position_id):
+    def converge(self, position_id: str, wait: bool = True) -> Position | None:
+        """Make the exchange match what the position needs, one persisted call at a time.
+
+        `wait=False`: return None at once if another call is working on it (its work stays due)."""
+        with self._exclusive(position_id, blocking=wait) as acquired:
+            if not acquired:
+                return None
             position = self._require(position_id)
             for _ in range(MAX_STEPS):
                 with self.guard.unit() as unit:
-                    step = self._plan(position)
-                    if step is None or step.action in ("settle", "protected", "idle"):
+                    step = self.planner.plan(position)
+                    if step is None or step.action in CONCLUSIONS:
                         self._finish(unit, position, step)
                         return position
                 if step.action == "wait":
@@ -322,84 +322,42 @@ class PositionTracker:
                 self._schedule(unit, position, reason="more steps needed")
             return position
 
-    def _legs(self, position: Position) -> dict[OrderRole, Order | None]:
-        legs: dict[OrderRole, Order | None] = {}
-        for role, name in _LEG_ROLES.items():
-            order_id = getattr(position, f"{name}_order_id")
-            legs[role] = self.orders.get_order(order_id) if order_id else None
-        return legs
-
-    def _plan(self, position: Position) -> Step | None:
-        """Pure decision: the next exchange call, or what to conclude. Runs under the state lock."""
-        state = position.state
-        if state == PositionStatus.CLOSED.value:
-            return None
-        if state == PositionStatus.OPENING.value:
-            return Step("idle")  # nothing to protect until the entry fills; its fill schedules us again
-        working = self.orders.working_for_position(position.id)
-        prepared = [o for o in working if o.id in self._prepared]
-        if prepared:
-            return Step("send", order=prepared[0])
-        if any(o.state in _IN_FLIGHT for o in working):
-            return Step("wait")  # only a poll can say what an in-flight order became: never place twice
-        if state == PositionStatus.CLOSING.value:
-            return self._plan_closing(position, working)
-        return self._plan_protection(position)
-
-    def _plan_closing(self, position: Position, working: list[Order]) -> Step:
-        exits = [o for o in working if o.role in (OrderRole.CLOSE, OrderRole.FLATTEN)]
-        for order in working:  # cancel legs and a still-working entry first: they hold the balance
-            if order.role not in (OrderRole.CLOSE, OrderRole.FLATTEN) and order.state in _RESTING:
-                return Step("cancel", order=order)
-        if exits:
-            return Step("idle")
-        if position.excess_size > 0:
-            return Step("place", role=OrderRole.FLATTEN, qty=position.excess_size)
-        if position.size > 0:
-            if position.close_reason is None:  # a leg took part of the size while closing was not asked
-                return Step("reopen")
-            return Step("place", role=OrderRole.CLOSE, qty=position.size)
-        return Step("settle")
-
-    def _plan_protection(self, position: Position) -> Step:
-        legs = self._legs(position)
-        for role, name in _LEG_ROLES.items():
-            level = getattr(position, name)
-            order = legs[role]
-            location = getattr(position, f"{name}_location")
-            if level is None or location is LegLocation.LOCAL:
-                continue
-            if order is None or order.is_final:
-                return Step("place", role=role, qty=position.size)
-            if order.state in _RESTING and order.remaining_size != position.size:
-                return Step("amend_qty", role=role, order=order, qty=order.filled_size + position.size)
-            if order.state in _RESTING and order.stop_price != self._leg_prices(position, role, level)[1]:
-                return Step("amend_trigger", role=role, order=order)  # moved while the leg was in flight
-        return Step("protected")
-
     def _finish(self, unit: Unit, position: Position, step: Step | None) -> None:
         if step is not None and step.action == "settle":
             unit.fire(position, "settle", reason=position.close_reason or "flat")
             position.closed_at = self.orders.now()
         elif step is not None and step.action == "protected":
-            self._refresh_coverage(unit, position)
-            if position.state == PositionStatus.UNPROTECTED.value and position.legs_cover_size():
-                unit.fire(position, "protected", reason="legs cover the size")
+            self._reassess(unit, position)
         was_due = self._due.pop(position.id, None) is not None
         had_attempts = self._attempts.pop(position.id, None) is not None
         if was_due or had_attempts:
             unit.write(lambda store: store.done_work(position.id, CONVERGE))
         self._index(position)
 
+    def _reassess(self, unit: Unit, position: Position, alert: bool = True) -> None:
+        """Make the state say what the legs hold: PROTECTED only while they cover the size (the stop at
+        the exchange); a missing stop alerts."""
+        self._refresh_coverage(unit, position)
+        covered = position.legs_cover_size()
+        if position.state == PositionStatus.UNPROTECTED.value and covered:
+            unit.fire(position, "protected", reason="legs cover the size")
+        elif position.state == PositionStatus.PROTECTED.value and not covered:
+            stop_missing = position.stop_loss is not None and position.stop_loss_covered < position.size
+            what = "its stop-loss is not held at the exchange" if stop_missing else "a leg does not cover its size"
+            unit.fire(position, "protection_lost", reason=what)
+            if alert and stop_missing:
+                unit.alert(alerts.POSITION_UNPROTECTED, alerts.CRITICAL, f"position {position.id}: {what}",
+                           position_id=position.id)
+
     def _refresh_coverage(self, unit: Unit, position: Position) -> None:
         """Record where each leg lives and how much it covers; touches the row only if that changed."""
-        legs = self._legs(position)
+        legs = self.planner.legs(position)
         wanted: dict[str, Any] = {}
-        for role, name in _LEG_ROLES.items():
+        for role, name in LEG_ROLES.items():
             order = legs[role]
             if getattr(position, f"{name}_location") is LegLocation.LOCAL:
                 wanted[f"{name}_covered"] = position.size
-            elif order is not None and order.state in _RESTING:
+            elif order is not None and order.state in RESTING:
                 wanted[f"{name}_location"] = LegLocation.EXCHANGE
                 wanted[f"{name}_covered"] = order.remaining_size
             else:
@@ -425,7 +383,7 @@ class PositionTracker:
             return self._amend_qty(position, step)
         if step.action == "amend_trigger":
             assert step.order is not None and step.role is not None
-            level = getattr(position, _LEG_ROLES[step.role])
+            level = getattr(position, LEG_ROLES[step.role])
             try:
                 self._amend_trigger(step.order, position, step.role, level)
             except KrakenError as exc:
@@ -439,6 +397,13 @@ class PositionTracker:
             assert step.order is not None
             self._prepared.discard(step.order.id)
             return self._send(position, step.order)
+        if step.action == "trail":
+            assert step.level is not None
+            return self._trail(position, step.level)
+        if step.action == "keep_local":
+            with self.guard.unit() as unit:
+                self._keep_take_profit_local(unit, position)
+            return True
         assert step.role is not None
         with self.guard.unit() as unit:
             order = self._new_order(unit, position, step.role, step.qty)
@@ -449,49 +414,13 @@ class PositionTracker:
             self._schedule(unit, position, reason=reason, delay=self.config.orders.poll_interval_seconds)
         return False
 
-    def _leg_prices(self, position: Position, role: OrderRole,
-                    level: Decimal) -> tuple[OrderType, Decimal, Decimal | None]:
-        """(order type, trigger, limit) a leg at `level` is sent with, rounded to the pair's tick.
-
-        The trigger is rounded towards the current price (inside the range), so the leg
-        triggers a tick early, never late; a -limit leg's limit sits limit_slippage_pct beyond.
-        """
-        pos_cfg = self.config.positions
-        pair = self.client.pairs.resolve(position.symbol)
-        inside_up = (role is OrderRole.STOP_LOSS) == position.is_long
-        trigger = self.client.pairs.round_price(pair, level, up=inside_up)
-        name = pos_cfg.stop_loss_order_type if role is OrderRole.STOP_LOSS else pos_cfg.take_profit_order_type
-        order_type = OrderType(name)
-        limit = None
-        if order_type in (OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT):
-            selling = position.is_long
-            slip = pos_cfg.limit_slippage_pct / HUNDRED
-            raw = trigger * (1 - slip) if selling else trigger * (1 + slip)
-            limit = self.client.pairs.round_price(pair, raw, up=not selling)
-        return order_type, trigger, limit
-
-    def _leg_order(self, position: Position, role: OrderRole, qty: Decimal) -> Order:
-        side = position.side.opposite
-        margin = position.leverage > 1
-        common: dict[str, Any] = dict(
-            created_at=self.orders.now(), symbol=position.symbol, side=side, size=qty, role=role,
-            position_id=position.id, leverage=position.leverage, reduce_only=margin, parent_id=position.entry_order_id)
-        if role in (OrderRole.CLOSE, OrderRole.FLATTEN):
-            if role is OrderRole.FLATTEN:
-                common.update(side=position.side, reduce_only=False)
-            return Order(order_type=OrderType.MARKET, **common)
-        level = position.stop_loss if role is OrderRole.STOP_LOSS else position.take_profit
-        assert level is not None, "a leg is only planned for a level that is set"
-        order_type, trigger, limit = self._leg_prices(position, role, level)
-        return Order(order_type=order_type, stop_price=trigger, price=limit, **common)
-
     def _new_order(self, unit: Unit, position: Position, role: OrderRole, qty: Decimal) -> Order:
         """A PENDING protective/close order, linked to its position, persisted by the unit."""
-        order = self._leg_order(position, role, qty)
+        order = self.planner.leg_order(position, role, qty)
         self.orders.track(unit, order)
-        if role in _LEG_ROLES:
+        if role in LEG_ROLES:
             unit.touch(position)
-            setattr(position, f"{_LEG_ROLES[role]}_order_id", order.id)
+            setattr(position, f"{LEG_ROLES[role]}_order_id", order.id)
             sibling = "take_profit_order_id" if role is OrderRole.STOP_LOSS else "stop_loss_order_id"
             order.sibling_id = getattr(position, sibling)
         return order
@@ -506,10 +435,10 @@ class PositionTracker:
             return self._placement_failed(position, order, error or order.error_message)
         if order.state == OrderStatus.SUBMITTED_UNKNOWN.value:
             return self._wait(position, f"{role.value} outcome unknown")
-        if role in _LEG_ROLES:
+        if role in LEG_ROLES:
             with self.guard.unit() as unit:
                 unit.touch(position)
-                name = _LEG_ROLES[role]
+                name = LEG_ROLES[role]
                 setattr(position, f"{name}_location", LegLocation.EXCHANGE)
                 setattr(position, f"{name}_covered", order.remaining_size)
                 self._index(position)
@@ -517,21 +446,22 @@ class PositionTracker:
 
     def _placement_failed(self, position: Position, order: Order, error: Any) -> bool:
         role = order.role
-        name = _LEG_ROLES.get(role)
-        keep_local = (name == "take_profit" and self.config.exchange.account == "spot"
-                      and isinstance(error, InsufficientFunds)
-                      and position.stop_loss_location is LegLocation.EXCHANGE)
+        name = LEG_ROLES.get(role)
+        short_of_coins = isinstance(error, InsufficientFunds) and holds_spot_balance(position)
         with self.guard.unit() as unit:
             unit.touch(position)
             if name is not None:
                 setattr(position, f"{name}_order_id", None)
-            if keep_local:
-                position.take_profit_location = LegLocation.LOCAL
-                position.take_profit_covered = position.size
-                self._index(position)
+            if short_of_coins and role is OrderRole.TAKE_PROFIT \
+                    and position.stop_loss_location is LegLocation.EXCHANGE:
+                self._keep_take_profit_local(unit, position)  # the stop holds the coins: watch the target here
                 return True
             if name is not None:
                 setattr(position, f"{name}_location", LegLocation.NONE)
+            self._reassess(unit, position, alert=False)
+        if short_of_coins and role is OrderRole.STOP_LOSS and self._free_coins_for_stop(position):
+            return True  # take-profits gave up the pair's coins: place the stop again now
+        with self.guard.unit() as unit:
             attempts = self._attempts.get(position.id, 0) + 1
             self._attempts[position.id] = attempts
             delay = min(self.config.positions.protection_retry_base_seconds * 2 ** (attempts - 1),
@@ -550,11 +480,43 @@ class PositionTracker:
         self._maybe_close_unprotected(position)
         return False
 
+    def _keep_take_profit_local(self, unit: Unit, position: Position) -> None:
+        unit.touch(position)
+        position.take_profit_order_id = None
+        position.take_profit_location = LegLocation.LOCAL
+        position.take_profit_covered = position.size
+        self._index(position)
+
+    def _free_coins_for_stop(self, position: Position) -> bool:
+        """Spot: a stop was refused for coins that take-profits on the same pair hold. The stops have
+        the first claim on the pair's balance: those take-profits are cancelled and watched locally.
+        Runs under the pair's lock, so no other spot leg on the pair is being placed meanwhile."""
+        freed: list[tuple[Position, Order]] = []
+        with self.guard.unit() as unit:
+            for other in [p for p in self._open.values() if p.symbol == position.symbol and holds_spot_balance(p)]:
+                target = self.planner.legs(other)[OrderRole.TAKE_PROFIT]
+                if target is None or target.state not in RESTING or not target.external_id:
+                    continue
+                self._keep_take_profit_local(unit, other)
+                unit.publish({"event": "take_profit_kept_locally", "position_id": other.id, "order_id": target.id,
+                              "reason": f"its coins are needed by the stop of {position.id}"})
+                freed.append((other, target))
+        for other, target in freed:
+            if not self.orders.cancel_order(target.id, reason=f"coins needed by the stop of {position.id}") \
+                    and not target.is_final:
+                with self.guard.unit() as unit:  # refused: it still rests, so it is still the leg
+                    unit.touch(other)
+                    other.take_profit_order_id = target.id
+                    self._refresh_coverage(unit, other)
+                    self._index(other)
+        return bool(freed)
+
     def _maybe_close_unprotected(self, position: Position) -> None:
         limit = self.config.positions.close_unprotected_after_seconds
         if limit is None or position.state != PositionStatus.UNPROTECTED.value:
             return
-        if self.clock() - position.opened_at.timestamp() >= limit:  # opened, and still without protection
+        since = position.unprotected_since or position.opened_at
+        if self.clock() - since.timestamp() >= limit:  # how long it has been without protection
             self._begin_close(position, "unprotected too long")
 
     def _amend_qty(self, position: Position, step: Step) -> bool:
@@ -644,9 +606,9 @@ class PositionTracker:
         return prices
 
     def _move_leg(self, position: Position, role: OrderRole, level: Decimal) -> None:
-        name = _LEG_ROLES[role]
-        order = self._legs(position)[role]
-        if order is not None and order.state in _RESTING and order.external_id:
+        name = LEG_ROLES[role]
+        order = self.planner.legs(position)[role]
+        if order is not None and order.state in RESTING and order.external_id:
             try:
                 trigger = self._amend_trigger(order, position, role, level)
             except KrakenError as exc:
@@ -667,15 +629,16 @@ class PositionTracker:
             setattr(position, name, level)
             if order is not None and order.state == OrderStatus.PENDING.value:  # built, not sent: rebuild it
                 unit.touch(order)
-                _, order.stop_price, order.price = self._leg_prices(position, role, level)
+                _, order.stop_price, order.price = self.planner.leg_prices(position, role, level)
             unit.publish({"event": "position_modified", "position_id": position.id, name: level})
+            self._reassess(unit, position)  # a level the exchange does not hold yet is not protection
             self._index(position)
             self._schedule(unit, position, reason=f"{name} moved")
 
     def _amend_trigger(self, order: Order, position: Position, role: OrderRole, level: Decimal) -> Decimal:
         """Move a resting leg at the exchange (trigger, and limit for -limit legs); record it once confirmed."""
         assert order.external_id is not None
-        _, trigger, limit = self._leg_prices(position, role, level)
+        _, trigger, limit = self.planner.leg_prices(position, role, level)
         self.client.amend_order(order.external_id, trigger_price=trigger, limit_price=limit,
                                 pair=self.client.pairs.resolve(position.symbol).altname)
         with self.guard.unit() as unit:
@@ -739,6 +702,7 @@ class PositionTracker:
                 if kind is not None:
                     to_close.append((position, kind))
                 elif self._advance_watermark(unit, position, price):
+                    self._schedule(unit, position, reason="trailing stop follows the watermark")
                     to_trail.append(position)
             self._rebuild_bounds(symbol)
         for position, kind in to_close:
@@ -759,23 +723,18 @@ class PositionTracker:
         return True
 
     def _ratchet(self, position: Position) -> None:
-        """Move the stop towards the watermark; never loosen it. Skipped if another call is busy."""
-        with self._exclusive(position.id, blocking=False) as acquired:
-            if not acquired or position.trailing_watermark is None:
-                return
-            distance = (position.trailing_stop_distance_pct or Decimal(0)) / HUNDRED
-            mark = position.trailing_watermark
-            new_stop = mark * (1 - distance) if position.is_long else mark * (1 + distance)
-            current = position.stop_loss
-            if current is not None:
-                tighter = new_stop > current * (1 + MIN_RATCHET) if position.is_long \
-                    else new_stop < current * (1 - MIN_RATCHET)
-                if not tighter:
-                    return
-            try:
-                self._move_leg(position, OrderRole.STOP_LOSS, new_stop)
-            except KrakenError as exc:
-                log.warning("trailing ratchet of %s failed: %s", position.id, exc)
+        """The watermark moved: the stop follows now, or (another call holds the position) as soon as
+        that call or the poller runs the work the tick recorded. Never skipped for good."""
+        self.converge(position.id, wait=False)
+
+    def _trail(self, position: Position, level: Decimal) -> bool:
+        """Move the stop to the trailing level; a failure keeps the work due, with the poll interval."""
+        try:
+            self._move_leg(position, OrderRole.STOP_LOSS, level)
+        except KrakenError as exc:
+            log.warning("trailing stop of %s not moved to %s: %s", position.id, level, exc)
+            return self._wait(position, f"trailing stop move failed: {exc}")
+        return True
 
     # -- reporting ----------------------------------------------------------------------------------------------------
     def fee_summary(self) -> dict[str, Any]:

@@ -34,7 +34,8 @@ _DECIMAL_COLUMNS = {
     f.name for cls in (Order, Position) for f in attrs.fields(cls)
     if f.type in ("Decimal", "Decimal | None")
 }
-_DATETIME_COLUMNS = {"created_at", "updated_at", "opened_at", "closed_at", "unknown_since"}
+_DATETIME_COLUMNS = {"created_at", "updated_at", "opened_at", "closed_at", "unknown_since",
+                     "unprotected_since"}
 _ENUM_COLUMNS: dict[str, type[Enum]] = {
     "side": OrderSide, "order_type": OrderType, "role": OrderRole,
     "stop_loss_location": LegLocation, "take_profit_location": LegLocation,

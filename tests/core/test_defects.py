@@ -307,3 +307,121 @@ def test_a_partial_entry_fill_during_the_stop_placement_leaves_one_stop(make_cor
     assert len(stops) == 1 and stops[0].id == position.stop_loss_order_id
     assert stops[0].size == position.size == D("0.08")
     assert len([o for o in core.paper.open_orders().values() if o["descr"]["ordertype"] == "stop-loss"]) == 1
+
+
+# -- 2. a trailing ratchet skipped while the position was busy was never retried -----------------------------
+
+
+def stop_trigger_at_exchange(core, position) -> D:
+    stop = core.orders.get_order(position.stop_loss_order_id)
+    return D(core.paper.order(stop.external_id)["descr"]["price"])
+
+
+def test_a_new_high_while_another_call_holds_the_position_still_moves_the_trailing_stop(make_core):
+    core = make_core(account="margin")
+    result = core.orders.execute_trade(proposal(leverage=2))
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    core.positions.enable_trailing_stop_for_position(position.id, distance_pct=2, activation_pct=0)
+    # the bot moves the target; while that AmendOrder is on the wire, the price feed reports a new high
+    core.paper.faults.during_next("AmendOrder", lambda: in_thread(
+        lambda: core.price_tick("BTC/USD", D("45000"))))
+    core.positions.modify_position(position.id, take_profit=D("49000"))
+    core.price_tick("BTC/USD", D("44500"))  # later ticks are below the watermark: they ratchet nothing
+    core.poll_once()
+    assert position.trailing_watermark == D("45000")
+    assert position.stop_loss == stop_trigger_at_exchange(core, position) == D("44100")
+    assert position.status is PositionStatus.PROTECTED and core.store.pending_work() == []
+
+
+def test_a_ratchet_skipped_behind_a_failing_amend_is_retried_by_the_poller(make_core, clock):
+    core = make_core(account="margin")
+    result = core.orders.execute_trade(proposal(leverage=2))
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    core.positions.enable_trailing_stop_for_position(position.id, distance_pct=2, activation_pct=0)
+    core.paper.faults.fail_next("AmendOrder", "EService:Unavailable", times=8)
+    core.price_tick("BTC/USD", D("45000"))
+    assert position.stop_loss == D("41000") and core.store.pending_work(), "the intent is recorded as due work"
+    core.paper.faults.clear()
+    clock.advance(1)
+    core.poll_once()
+    assert position.stop_loss == stop_trigger_at_exchange(core, position) == D("44100")
+
+
+# -- 3, 4. spot: every resting sell holds coins from one balance per pair ------------------------------------
+
+
+def spot_legs(core) -> list[dict]:
+    return [info for info in core.paper.open_orders().values() if info["descr"]["type"] == "sell"]
+
+
+def test_spot_a_stop_added_to_a_take_profit_only_position_gets_the_coins(make_core, collect):
+    core = make_core()
+    _, alerts = collect(core)
+    result = core.orders.execute_trade(proposal(sl=None))
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    assert position.take_profit_location is LegLocation.EXCHANGE and position.status is PositionStatus.PROTECTED
+    core.positions.modify_position(position.id, stop_loss=D("41000"))
+    [leg] = spot_legs(core)
+    assert leg["descr"]["ordertype"] == "stop-loss" and D(leg["vol"]) == position.size
+    assert position.stop_loss_location is LegLocation.EXCHANGE and position.stop_loss_covered == position.size
+    assert position.take_profit_location is LegLocation.LOCAL
+    assert position.status is PositionStatus.PROTECTED
+    states = [e["to_state"] for e in core.store.events(position.id)]
+    assert states[-2:] == ["UNPROTECTED", "PROTECTED"], "it said so while the stop was not held"
+    core.price_tick("BTC/USD", D("48100"))  # the take-profit, now watched locally, still closes it
+    core.poll_once()
+    assert position.status is PositionStatus.CLOSED and spot_legs(core) == []
+
+
+def test_spot_stop_that_cannot_be_placed_leaves_the_position_unprotected_not_protected(make_core, collect):
+    core = make_core()
+    _, alerts = collect(core)
+    result = core.orders.execute_trade(proposal(sl=None, tp=None))
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    core.client.private("AddOrder", pair="XBTUSD", type="sell", ordertype="limit", price="60000",
+                        volume=format(position.size, "f"))  # a human's sell order holds every coin
+    core.positions.modify_position(position.id, stop_loss=D("41000"))
+    assert position.status is PositionStatus.UNPROTECTED
+    assert "position_unprotected" in kinds(alerts)
+
+
+def test_spot_two_positions_opened_on_one_tick_both_get_their_stops(make_core, collect):
+    core = make_core(limits={"max_positions_per_symbol": 2})
+    _, alerts = collect(core)
+    first = core.orders.execute_trade(proposal())
+    second = core.orders.execute_trade(proposal())
+    core.poll_once()
+    positions = [core.positions.get_position(r.position_id) for r in (first, second)]
+    stops = [leg for leg in spot_legs(core) if leg["descr"]["ordertype"] == "stop-loss"]
+    assert sorted(D(s["vol"]) for s in stops) == sorted(p.size for p in positions)
+    assert all(p.status is PositionStatus.PROTECTED and p.take_profit_location is LegLocation.LOCAL
+               for p in positions)
+    refused_stops = [o for p in positions for o in core.orders.get_orders_for_position(p.id)
+                     if o.role is OrderRole.STOP_LOSS and o.status is OrderStatus.REJECTED]
+    assert refused_stops == []
+    assert sum(D(leg["vol"]) for leg in spot_legs(core)) <= core.paper.balances()["XXBT"]
+
+
+def test_spot_a_take_profit_holding_coins_another_positions_stop_needs_goes_local(make_core, collect):
+    core = make_core(limits={"max_positions_per_symbol": 2})
+    _, alerts = collect(core)
+    resting = core.orders.execute_trade(proposal(entry="42900"))          # a limit buy rests
+    first = core.orders.execute_trade(proposal())                         # a market buy fills
+    # while the first stop's AddOrder is answered, the limit buy fills too (the core learns it next poll),
+    # so the first take-profit is accepted on the coins the second position just bought
+    core.paper.faults.during_next("AddOrder", lambda: core.paper.set_price("BTC/USD", D("42850")))
+    core.poll_once()
+    first_pos = core.positions.get_position(first.position_id)
+    assert first_pos.take_profit_location is LegLocation.EXCHANGE
+    core.poll_once()
+    second_pos = core.positions.get_position(resting.position_id)
+    assert first_pos.take_profit_location is LegLocation.LOCAL and first_pos.status is PositionStatus.PROTECTED
+    assert second_pos.stop_loss_location is LegLocation.EXCHANGE and second_pos.status is PositionStatus.PROTECTED
+    stops = [leg for leg in spot_legs(core) if leg["descr"]["ordertype"] == "stop-loss"]
+    assert sorted(D(s["vol"]) for s in stops) == sorted((first_pos.size, second_pos.size))
+    assert [leg["descr"]["ordertype"] for leg in spot_legs(core)].count("take-profit") == 0
+    assert "position_unprotected" not in kinds(alerts)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from triplegain_fsm.errors import IllegalTransition
 from triplegain_fsm.machines.position_machine import POSITION_KIND
-from triplegain_fsm.models import OrderSide, Position, PositionStatus
+from triplegain_fsm.models import LegLocation, OrderSide, Position, PositionStatus
 
 pytestmark = pytest.mark.unit
 
@@ -34,6 +34,7 @@ def test_long_round_trip_pnl_net_of_fees():
     entry(p, "1", "100", "0.26")
     assert p.status is PositionStatus.UNPROTECTED
     p.stop_loss_covered = p.take_profit_covered = D(1)
+    p.stop_loss_location = LegLocation.EXCHANGE
     POSITION_KIND.fire(p, "protected")
     assert p.calculate_pnl(D("110")) == (D("9.74"), D("9.74"))
     exit_(p, "1", "120", "0.31")
@@ -55,11 +56,17 @@ def test_protected_needs_both_legs_to_cover_the_size():
     p = new_position()
     entry(p, "1", "100")
     p.stop_loss_covered = D(1)
+    p.stop_loss_location = LegLocation.EXCHANGE
     with pytest.raises(IllegalTransition, match="guard refused"):
         POSITION_KIND.fire(p, "protected")
     assert p.status is PositionStatus.UNPROTECTED
     p.take_profit_covered = D("1")
+    p.stop_loss_location = LegLocation.LOCAL
+    with pytest.raises(IllegalTransition, match="guard refused"):  # a stop the exchange does not hold
+        POSITION_KIND.fire(p, "protected")
+    p.stop_loss_location = LegLocation.EXCHANGE
     POSITION_KIND.fire(p, "protected")
+    assert p.unprotected_since is None
     entry(p, "0.5", "102")
     assert p.status is PositionStatus.UNPROTECTED, "a later fill makes the legs short until they grow"
 

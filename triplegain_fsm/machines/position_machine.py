@@ -8,9 +8,11 @@ the same way: pnl(price) = cash_flow + direction * (size - excess) * price - fee
 """
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from triplegain_fsm.enums import LegLocation
 from triplegain_fsm.enums import PositionStatus as P
 from triplegain_fsm.machines.base import Edge, MachineKind
 
@@ -67,6 +69,9 @@ class PositionMachineMixin:
     take_profit: Decimal | None
     stop_loss_covered: Decimal
     take_profit_covered: Decimal
+    stop_loss_location: LegLocation
+    unprotected_since: datetime | None
+    state: str
 
     @property
     def direction(self) -> int:
@@ -77,12 +82,23 @@ class PositionMachineMixin:
         return self.size == 0 and self.excess_size == 0
 
     def legs_cover_size(self, **_: Any) -> bool:
-        """Every leg the position asked for covers its whole size."""
+        """Every leg the position asked for covers its whole size, and the stop does so AT THE EXCHANGE:
+        the stop is the leg that must hold when this process or its price feed is gone."""
         if self.size <= 0:
             return False
-        sl_ok = self.stop_loss is None or self.stop_loss_covered >= self.size
+        sl_ok = self.stop_loss is None or (self.stop_loss_location is LegLocation.EXCHANGE
+                                           and self.stop_loss_covered >= self.size)
         tp_ok = self.take_profit is None or self.take_profit_covered >= self.size
         return sl_ok and tp_ok
+
+    def _record_transition(self, *args: Any, **kwargs: Any) -> None:
+        """Also stamp when the position last became unprotected: how long it has been is what
+        `close_unprotected_after_seconds` measures, not its age."""
+        super()._record_transition(*args, **kwargs)  # type: ignore[misc]
+        if self.state != _UNPROT:
+            self.unprotected_since = None
+        elif self.unprotected_since is None:
+            self.unprotected_since = self.updated_at  # type: ignore[attr-defined]
 
     def exit_flattens(self, qty: Decimal, **_: Any) -> bool:
         return qty >= self.size
