@@ -22,6 +22,7 @@ from triplegain_fsm import ExecutionResult, OrderRole, OrderStatus, PositionStat
 from triplegain_fsm.core import ExecutionCore
 from triplegain_fsm.enums import LegLocation
 from triplegain_fsm.models import Order, Position
+from triplegain_fsm.protection import trailing_target
 
 ZERO = Decimal(0)
 ORDER_STATES = frozenset(s.value for s in OrderStatus)
@@ -254,6 +255,19 @@ def check_protection(core: ExecutionCore, alerts: Iterable[Any]) -> list[str]:
     return problems
 
 
+def check_trailing(core: ExecutionCore) -> list[str]:
+    """A trailing stop follows its watermark: no recorded new high is left without its stop move."""
+    problems = []
+    for position in core.positions.get_open_positions():
+        if position.state not in (PositionStatus.UNPROTECTED.value, PositionStatus.PROTECTED.value):
+            continue
+        target = trailing_target(position)
+        if target is not None:
+            problems.append(f"position {position.id}: watermark {position.trailing_watermark} asks for a stop at "
+                            f"{target:f}, the stop is still at {position.stop_loss}")
+    return problems
+
+
 _ORDER_FIELDS = ("state", "size", "filled_size", "external_id", "stop_price", "price", "fee_amount")
 _POSITION_FIELDS = ("state", "size", "excess_size", "stop_loss", "take_profit", "stop_loss_order_id",
                     "take_profit_order_id", "total_fees", "realized_pnl")
@@ -305,7 +319,21 @@ def check_store_matches(core: ExecutionCore) -> list[str]:
     problems += _check_event_log(core)
     if core.config.exchange.account == "margin":
         problems += _check_margin_exposure(core)
+    else:
+        problems += _check_spot_holdings(core)
     return problems
+
+
+def _check_spot_holdings(core: ExecutionCore) -> list[str]:
+    """Every coin the core's positions bought and still hold is held at the exchange, and no more: a
+    position closed in the core while the exchange still holds its coins is money left unprotected."""
+    start = {asset: Decimal(str(amount)) for asset, amount in core.config.paper.balances.items()}
+    held = core.paper.balances().get("XXBT", ZERO) - start.get("XXBT", start.get("XBT", ZERO))
+    expected = sum((p.size - p.excess_size for p in core.positions.get_open_positions()
+                    if p.symbol == "BTC/USD" and p.leverage == 1), ZERO)
+    if held == expected:
+        return []
+    return [f"the exchange holds {held} BTC bought by the core, its open positions {expected}"]
 
 
 def _exchange_trigger(core: ExecutionCore, order: Order) -> str:
@@ -349,6 +377,7 @@ def all_problems(core: ExecutionCore, alerts: Iterable[Any], bot: Bot | None = N
     problems += check_fills(core)
     problems += check_sizes_and_states(core)
     problems += check_protection(core, alerts)
+    problems += check_trailing(core)
     problems += check_store_matches(core)
     if bot is not None:
         problems += bot.unclear

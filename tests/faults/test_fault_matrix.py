@@ -17,10 +17,14 @@ checks what must survive any fault (tests/faults/invariants.py):
 
 Faults come from the paper exchange (`core.paper.faults`): not acted = the exchange
 never saw the request; acted = it did the work and the answer was then lost or
-spoiled, the case that must not turn into a second order.
+spoiled, the case that must not turn into a second order. A third kind is no fault
+of the call at all: the world moves while its true answer travels (a resting order
+fills, a new high reaches the core from another thread) -- the races where the
+core's view and the exchange's stop describing the same moment.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from decimal import Decimal as D
 from typing import Any
@@ -119,6 +123,45 @@ FAULTS: dict[str, Callable[[Faults, str, int], Any]] = {
     "result_wrong_types": lambda f, m, n: f.corrupt_result_next(m, _wrong_types(m), times=n),
 }
 
+
+def _fill_during(run: Run) -> Callable[[], Any]:
+    """The market trades down 1,000 (a resting limit buy fills, a stop does not) while the answer travels."""
+    return lambda: run.core.paper.set_price("BTC/USD", D("41950"))
+
+
+def _new_high_during(run: Run) -> Callable[[], Any]:
+    """Trailing stops on, and a new high reaches the core from the price feed's thread meanwhile."""
+
+    def action() -> None:
+        for position in run.core.positions.get_open_positions():
+            run.core.positions.enable_trailing_stop_for_position(position.id, distance_pct=2, activation_pct=0)
+        tick = threading.Thread(target=run.core.price_tick, args=("BTC/USD", D("45000")))
+        tick.start()
+        run.threads.append(tick)
+
+    return action
+
+
+# fault name -> make the action that runs while the answer to the faulted call travels
+WORLD: dict[str, Callable[[Run], Callable[[], Any]]] = {
+    "fill_during_call": _fill_during,
+    "new_high_during_call": _new_high_during,
+}
+
+
+def _queued(fault: Callable[[Faults, str, int], Any]) -> Callable[[Run, str, int], Any]:
+    return lambda run, method, times: fault(run.core.paper.faults, method, times)
+
+
+def _during(make: Callable[[Run], Callable[[], Any]]) -> Callable[[Run, str, int], Any]:
+    return lambda run, method, times: run.core.paper.faults.during_next(method, make(run), times=times)
+
+
+ALL_FAULTS: dict[str, Callable[[Run, str, int], Any]] = {
+    **{name: _queued(fault) for name, fault in FAULTS.items()},
+    **{name: _during(make) for name, make in WORLD.items()},
+}
+
 # How long the fault lasts: the next call only (the matrix the brief asks for), or an outage
 # of that method lasting through every retry of one call (the client tries a call at most 4
 # times) until the end of the first settling poll -- the paths where retries run out.
@@ -138,20 +181,24 @@ class Run:
     clock: FakeClock
     bot: Any
     method: str
-    fault: Callable[[Faults, str, int], Any]
+    fault: Callable[[Run, str, int], Any]
     times: int = 1
     leverage: int = 2          # 1 on a spot account
     injected: int = 0
+    threads: list[threading.Thread] = attrs.field(factory=list)   # ticks started by a fault, joined by settle
 
     def long(self, entry: str | None = None) -> TradeProposal:
         return long(entry, self.leverage)
 
     def inject(self) -> None:
         """Queue this cell's fault for the next call(s) of this cell's Kraken method."""
-        self.fault(self.core.paper.faults, self.method, self.times)
+        self.fault(self, self.method, self.times)
         self.injected += 1
 
     def settle(self) -> None:
+        for thread in self.threads:
+            thread.join(30)
+            assert not thread.is_alive(), "a tick never finished: deadlock"
         for _ in range(SETTLE_POLLS):
             self.clock.advance(SETTLE_STEP)
             self.bot.poll()
@@ -264,6 +311,15 @@ def lookup_after_unknown_submit(entry: str | None) -> Callable[[Run], None]:
     return scenario
 
 
+def sync_resting_entry(run: Run) -> None:
+    """Reconciliation while a limit entry rests: the market may fill it inside one of its round trips."""
+    run.bot.execute(run.long(entry="42000"))
+    run.bot.poll()
+    run.inject()
+    run.bot.sync()
+    run.settle()
+
+
 def sync_positions(run: Run) -> None:
     run.protected_long()
     run.inject()
@@ -293,15 +349,16 @@ CALLS: dict[str, Call] = {
     "OpenOrders:lookup": Call("OpenOrders", lookup_after_unknown_submit(entry="42000")),
     "ClosedOrders:lookup": Call("ClosedOrders", lookup_after_unknown_submit(entry=None)),
     "OpenPositions:sync": Call("OpenPositions", sync_positions),
+    "OpenOrders:sync_resting_entry": Call("OpenOrders", sync_resting_entry),
 }
 
 # The margin account is the full matrix. A spot account (the default: the take-profit is kept
 # LOCAL when Kraken will not hold a second sell, see positions.py) runs every call but
 # OpenPositions (spot has no margin positions: reconciliation reads Balance), faults once.
 MARGIN = [pytest.param("margin", call, fault, duration, id=f"margin|{call}|{fault}|{duration}")
-          for duration in DURATIONS for call in CALLS for fault in FAULTS]
+          for duration in DURATIONS for call in CALLS for fault in ALL_FAULTS]
 SPOT = [pytest.param("spot", call, fault, "once", id=f"spot|{call}|{fault}|once")
-        for call in CALLS if CALLS[call].method != "OpenPositions" for fault in FAULTS]
+        for call in CALLS if CALLS[call].method != "OpenPositions" for fault in ALL_FAULTS]
 CELLS = MARGIN + SPOT
 
 
@@ -311,7 +368,7 @@ def test_cell(account, call, fault, duration, make_core, clock, collect, inv):
     core = make_core(account, **spec.core)
     _, alerts = collect(core)
     bot = inv.Bot(core)
-    run = Run(core, clock, bot, spec.method, FAULTS[fault], DURATIONS[duration],
+    run = Run(core, clock, bot, spec.method, ALL_FAULTS[fault], DURATIONS[duration],
               leverage=2 if account == "margin" else 1)
     spec.scenario(run)
     problems = inv.all_problems(core, alerts, bot)
@@ -324,6 +381,6 @@ def test_matrix_covers_every_call_and_fault():
     methods = {c.method for c in CALLS.values()}
     assert methods == {"AddOrder", "QueryOrders", "CancelOrder", "AmendOrder", "OpenOrders", "ClosedOrders",
                        "OpenPositions"}
-    assert len(MARGIN) == len(CALLS) * len(FAULTS) * len(DURATIONS) == 13 * 17 * 2
-    assert len(SPOT) == 12 * 17
+    assert len(MARGIN) == len(CALLS) * len(ALL_FAULTS) * len(DURATIONS) == 14 * 19 * 2
+    assert len(SPOT) == 13 * 19
     assert {r.value for r in OrderRole} >= {"entry", "stop_loss", "take_profit", "close"}
