@@ -1,0 +1,134 @@
+"""The open positions in memory: the index, the per-symbol tick bounds, the last prices, restore.
+
+The lowest layer of the position tracker (PositionIndex <- ProtectionSteps <-
+PositionTracker): it holds what the others read and never calls the exchange.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from triplegain_fsm.config import Config
+from triplegain_fsm.enums import PositionStatus
+from triplegain_fsm.errors import NotFoundError
+from triplegain_fsm.machines.position_machine import POSITION_KIND
+from triplegain_fsm.models import Position
+from triplegain_fsm.money import ZERO
+from triplegain_fsm.protection import ProtectionPlanner
+from triplegain_fsm.ticks import Bounds, compute_bounds
+from triplegain_fsm.unit import StateGuard
+
+if TYPE_CHECKING:
+    from triplegain_fsm.kraken.client import KrakenClient
+    from triplegain_fsm.orders import OrderExecutionManager
+
+CONVERGE = "converge"   # the kind of the work records that make a position's protective work due
+
+
+class PositionIndex:
+    def __init__(self, guard: StateGuard, client: KrakenClient, config: Config,
+                 orders: OrderExecutionManager, clock: Callable[[], float] = time.time) -> None:
+        self.guard = guard
+        self.client = client
+        self.config = config
+        self.orders = orders
+        self.clock = clock
+        self._open: dict[str, Position] = {}
+        self._closed: OrderedDict[str, Position] = OrderedDict()
+        self._prices: dict[str, tuple[Decimal, float]] = {}
+        self._bounds: dict[str, Bounds] = {}
+        self._due: dict[str, float] = {}                 # position id -> when its work is due
+        self._attempts: dict[str, int] = {}
+        self._op_locks: dict[str, threading.RLock] = {}
+        self._prepared: set[str] = set()                 # PENDING legs created with a fill, not yet sent
+        self.planner = ProtectionPlanner(orders, client.pairs, config, self._prepared, self.get_open_positions)
+
+    # -- reads ------------------------------------------------------------------------------
+    def get_position(self, position_id: str) -> Position | None:
+        with self.guard.lock:
+            found = self._open.get(position_id) or self._closed.get(position_id)
+        if found is not None:
+            return found
+        stored = self.guard.store.load_positions("id = ?", (position_id,))
+        return stored[0] if stored else None
+
+    def get_open_positions(self) -> list[Position]:
+        with self.guard.lock:
+            return list(self._open.values())
+
+    def _require(self, position_id: str) -> Position:
+        position = self.get_position(position_id)
+        if position is None:
+            raise NotFoundError(f"no position {position_id}")
+        return position
+
+    # -- prices ------------------------------------------------------------------------------
+    def remember_price(self, symbol: str, price: Decimal) -> None:
+        self._prices[symbol] = (price, self.clock())
+
+    def fresh_price(self, symbol: str, max_age: float) -> Decimal | None:
+        cached = self._prices.get(symbol)
+        if cached is None or self.clock() - cached[1] > max_age:
+            return None
+        return cached[0]
+
+    # -- the index of positions -------------------------------------------------------------------
+    def _index(self, position: Position) -> None:
+        if position.state != PositionStatus.CLOSED.value:
+            self._closed.pop(position.id, None)
+        if position.state == PositionStatus.CLOSED.value:
+            self._open.pop(position.id, None)
+            self._op_locks.pop(position.id, None)
+            self._closed[position.id] = position
+            while len(self._closed) > self.config.orders.history_size:
+                self._closed.popitem(last=False)
+            self._due.pop(position.id, None)
+        else:
+            self._open[position.id] = position
+        self._rebuild_bounds(position.symbol)
+
+    def _rebuild_bounds(self, symbol: str) -> None:
+        self._bounds[symbol] = compute_bounds(p for p in self._open.values() if p.symbol == symbol)
+
+    def restore(self, positions: list[Position], work: list[dict[str, Any]]) -> int:
+        with self.guard.lock:
+            for position in positions:
+                if position.state == PositionStatus.CLOSED.value:
+                    continue
+                POSITION_KIND.attach(position)
+                self._index(position)
+            for row in work:
+                if row["kind"] == CONVERGE and row["position_id"] in self._open:
+                    self._due[row["position_id"]] = datetime.fromisoformat(row["next_attempt_at"]).timestamp()
+                    self._attempts[row["position_id"]] = int(row["attempts"] or 0)
+            return len(self._open)
+
+    def forget(self, position: Position) -> None:
+        """Drop a position whose creating transaction failed: it was never stored."""
+        with self.guard.lock:
+            self._open.pop(position.id, None)
+            self._closed.pop(position.id, None)
+            self._due.pop(position.id, None)
+            self._rebuild_bounds(position.symbol)
+
+    # -- reporting ----------------------------------------------------------------------------------------------------
+    def fee_summary(self) -> dict[str, Any]:
+        """Fees paid, by symbol and by UTC day, from the fill records (the durable truth)."""
+        rows = self.guard.store._select(
+            "SELECT o.symbol AS symbol, substr(f.at, 1, 10) AS day, f.fee AS fee "
+            "FROM fills f JOIN orders o ON o.id = f.order_id")
+        by_symbol: dict[str, Decimal] = {}
+        by_day: dict[str, dict[str, Decimal]] = {}
+        total = ZERO
+        for row in rows:
+            fee = Decimal(row["fee"])
+            total += fee
+            by_symbol[row["symbol"]] = by_symbol.get(row["symbol"], ZERO) + fee
+            day = by_day.setdefault(row["day"], {})
+            day[row["symbol"]] = day.get(row["symbol"], ZERO) + fee
+        return {"total": total, "by_symbol": by_symbol, "by_day": by_day}
