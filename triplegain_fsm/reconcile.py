@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from triplegain_fsm.core import ExecutionCore
 
 
+REWARDS_SUFFIX = ".F"   # Kraken's balance key for the rewards-earning part of an asset
 _UNSETTLED = frozenset({OrderStatus.PENDING.value, OrderStatus.SUBMITTED_UNKNOWN.value})
 
 
@@ -107,9 +108,13 @@ class Reconciler:
         core = self.core
         before = self._expectation()
         held: dict[tuple[str, str], Decimal] = {}
-        try:
+        ids: dict[tuple[str, str], dict[str, list[str]]] = {}
+        try:  # whatever the config says (F05): a margin position opened by hand is drift on any account
+            held.update(self._margin_exposure(ids))
+        except KrakenError as exc:
             if core.config.exchange.account == "margin":
-                held.update(self._margin_exposure())
+                raise
+            report.errors.append(f"OpenPositions (read on a spot account too): {exc}")
         except MalformedReport as exc:  # never close or adopt anything on data we cannot read
             report.errors.append(str(exc))
             with core.guard.unit() as unit:
@@ -131,8 +136,10 @@ class Reconciler:
                 continue
             want, have = after.amounts.get(key, Decimal(0)), held.get(key, Decimal(0))
             if (have < want) if key[0] == "spot" and want > 0 else (have != want):
+                owners = after.owners.get(key, [])
                 drift.append({"asset": key[1], "kind": key[0], "core": str(want), "exchange": str(have),
-                              "position_ids": [p.id for p in after.owners.get(key, [])]})
+                              "position_ids": [p.id for p in owners], **ids.get(key, {}),
+                              "txids": self._txids(owners)})
         if drift:
             report.position_drift = drift
             self._act_on_drift(report, drift, after.owners)
@@ -187,10 +194,26 @@ class Reconciler:
         pair = self.core.client.pairs.resolve(position.symbol)
         return ("margin", pair.altname) if position.leverage > 1 else ("spot", pair.base)
 
-    def _spot_holdings(self) -> dict[tuple[str, str], Decimal]:
-        return {("spot", asset): amount for asset, amount in self.core.client.balances().items()}
+    def _txids(self, positions: list[Any]) -> list[str]:
+        """The Kraken txids of these positions' orders: what a person looks up on the website."""
+        orders = [o for p in positions for o in self.core.orders.get_orders_for_position(p.id)]
+        return [o.external_id for o in orders if o.external_id]
 
-    def _margin_exposure(self) -> dict[tuple[str, str], Decimal]:
+    def _spot_holdings(self) -> dict[tuple[str, str], Decimal]:
+        """Balances by asset; a rewards balance (`XXBT.F`, `XBT.F`) is the same coins, earning."""
+        names = {}
+        for pair in self.core.client.pairs.all():
+            names[pair.base] = pair.base
+            names[pair.wsname.split("/")[0]] = pair.base
+        held: dict[tuple[str, str], Decimal] = {}
+        for asset, amount in self.core.client.balances().items():
+            root = asset[:-len(REWARDS_SUFFIX)] if asset.endswith(REWARDS_SUFFIX) else asset
+            key = ("spot", names.get(root, root))
+            held[key] = held.get(key, Decimal(0)) + amount
+        return held
+
+    def _margin_exposure(self, ids: dict[tuple[str, str], dict[str, list[str]]]) -> dict[tuple[str, str], Decimal]:
+        """Net open margin volume per pair; `ids` gets the posids and order txids behind each."""
         exposure: dict[tuple[str, str], Decimal] = {}
         pairs = self.core.client.pairs
         rows = self.core.client.open_positions()
@@ -201,4 +224,8 @@ class Reconciler:
             key = ("margin", pairs.resolve(row.pair).altname)
             sign = 1 if row.side == "buy" else -1
             exposure[key] = exposure.get(key, Decimal(0)) + sign * row.open_volume
+            named = ids.setdefault(key, {"posids": [], "ordertxids": []})
+            named["posids"].append(posid)
+            if row.ordertxid and row.ordertxid not in named["ordertxids"]:
+                named["ordertxids"].append(row.ordertxid)
         return exposure

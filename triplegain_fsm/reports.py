@@ -94,6 +94,7 @@ class PositionRow:
     pair: str
     side: str
     open_volume: Decimal
+    ordertxid: str | None = None
 
 
 def parse_position_row(posid: str, row: Any) -> PositionRow:
@@ -105,7 +106,9 @@ def parse_position_row(posid: str, row: Any) -> PositionRow:
     volume = _dec(row, "vol", posid) - _dec(row, "vol_closed", posid, "0")
     if volume < 0:
         raise MalformedReport(f"position {posid}: vol_closed exceeds vol")
-    return PositionRow(posid=posid, pair=pair, side=side, open_volume=volume)
+    ordertxid = row.get("ordertxid")
+    return PositionRow(posid=posid, pair=pair, side=side, open_volume=volume,
+                       ordertxid=ordertxid if isinstance(ordertxid, str) else None)
 
 
 def check_against(report: OrderReport, filled_size: Decimal) -> None:

@@ -135,7 +135,7 @@ def _event_payload(model: Any, record: Any) -> dict[str, Any]:
 # alert silence the others. Amounts and counters are not identity: a lasting condition whose
 # numbers move is still the same condition.
 IDENTITY_FIELDS = ("position_id", "order_id", "txid", "client_order_id", "asset", "kind", "symbol", "posid",
-                   "position_ids", "ordertxid")
+                   "position_ids", "ordertxid", "posids", "ordertxids", "txids")
 
 
 def condition_key(payload: dict[str, Any]) -> tuple[Any, ...]:

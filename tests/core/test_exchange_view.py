@@ -1,0 +1,75 @@
+"""Issue 11 #4: the exchange's view of every position (F05), whatever the config says, named by Kraken's ids."""
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from triplegain_fsm import ExecutionCore, PositionStatus, TradeProposal
+from triplegain_fsm.kraken.client import KrakenClient
+from triplegain_fsm.paper import PaperExchange
+from triplegain_fsm.store import Store
+from triplegain_fsm.testing import paper_config
+
+pytestmark = pytest.mark.integration
+
+
+def kinds(alerts) -> list[str]:
+    return [a.payload["alert_type"] for a in alerts]
+
+
+def spot_core_on_a_margin_account(tmp_path, clock) -> ExecutionCore:
+    """Configured `spot`, but the Kraken account behind the key can trade on margin (they all can)."""
+    config = paper_config(tmp_path / "s.sqlite", "spot")
+    paper = PaperExchange(balances={"ZUSD": "1000000"}, prices={"BTC/USD": "43000"}, account="margin")
+    client = KrakenClient(paper.api_key, paper.api_secret, config.exchange.base_url, sleep=lambda s: None)
+    paper.mount(client.session, config.exchange.base_url)
+    return ExecutionCore(config, client, Store(config.storage.path), paper=paper, clock=clock)
+
+
+def test_a_margin_position_opened_by_hand_is_drift_on_a_spot_account_too(tmp_path, clock, collect):
+    core = spot_core_on_a_margin_account(tmp_path, clock)
+    _, alerts = collect(core)
+    txid = core.client.private("AddOrder", pair="XBTUSD", type="sell", ordertype="market", leverage="2",
+                               volume="0.02")["txid"][0]  # a human, on the website
+    [posid] = core.paper.positions()
+    report = core.sync_with_exchange()
+    [drift] = report.position_drift
+    assert (drift["kind"], drift["asset"], D(drift["exchange"])) == ("margin", "XBTUSD", D("-0.02"))
+    assert drift["posids"] == [posid] and drift["ordertxids"] == [txid]
+    [alert] = [a.payload for a in alerts if a.payload["alert_type"] == "exchange_drift"]
+    assert alert["severity"] == "critical" and alert["posids"] == [posid] and alert["ordertxids"] == [txid]
+    core.close()
+
+
+def test_margin_drift_names_the_position_and_the_orders_behind_it(make_core):
+    core = make_core(account="margin")
+    result = core.orders.execute_trade(TradeProposal(symbol="BTC/USD", side="buy", size_usd=D("4300"),
+                                                     stop_loss=D(41000), take_profit=D(48000), leverage=2))
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    core.client.private("AddOrder", pair="XBTUSD", type="sell", ordertype="market", leverage="2",
+                        reduce_only=True, volume="0.04")  # a human halves it
+    [drift] = core.sync_with_exchange().position_drift
+    assert drift["posids"] == list(core.paper.positions())
+    assert drift["ordertxids"] == [result.order.external_id]
+    assert result.order.external_id in drift["txids"] and drift["position_ids"] == [position.id]
+
+
+def test_a_rewards_balance_is_the_same_coins_not_drift(make_core, collect):
+    core = make_core()
+    _, alerts = collect(core)
+    result = core.orders.execute_trade(TradeProposal(symbol="BTC/USD", side="buy", size_usd=D("4300"),
+                                                     stop_loss=D(41000), take_profit=D(48000)))
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+
+    def half_earning(answer):  # Kraken moved half the coins into the rewards-earning balance
+        balances = answer["result"]
+        held = D(balances["XXBT"])
+        balances["XXBT"], balances["XXBT.F"] = format(held / 2, "f"), format(held / 2, "f")
+
+    core.paper.faults.corrupt_result_next("Balance", half_earning)
+    report = core.sync_with_exchange()
+    assert report.position_drift == [] and "exchange_drift" not in kinds(alerts)
+    assert position.status is PositionStatus.PROTECTED
