@@ -375,7 +375,9 @@ def test_exchange_serve_answers_on_loopback_and_stops_on_ctrl_c(tmp_path: Path) 
     assert proc.returncode == 0 and "Traceback" not in err and "stopped" in err
 
 
-def test_exchange_serve_on_a_busy_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_exchange_serve_on_a_busy_port_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the default config keeps its paper account beside the default store
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -13,7 +13,9 @@ import requests
 
 from triplegain_fsm import cli, diagrams
 from triplegain_fsm.models import LegLocation, OrderSide, Position
+from triplegain_fsm.paper import PaperExchange
 from triplegain_fsm.paper import server as paper_server
+from triplegain_fsm.paper_account import META_KEY
 from triplegain_fsm.store import Store
 
 pytestmark = pytest.mark.unit
@@ -87,6 +89,9 @@ def test_reconcile_that_finds_drift_prints_it_and_exits_1(tmp_path: Path, capsys
                     state="UNPROTECTED")
     with store.transaction():
         store.save_position(held)
+    paper = PaperExchange(state_path=tmp_path / "s.paper.sqlite")   # the (empty) paper account the store knows
+    store.set_meta(META_KEY, paper.account_id)
+    paper.close()
     store.close()
     config = tmp_path / "c.yaml"
     config.write_text("exchange:\n  mode: paper\nstorage:\n  path: s.sqlite\n", encoding="utf-8")
@@ -94,7 +99,7 @@ def test_reconcile_that_finds_drift_prints_it_and_exits_1(tmp_path: Path, capsys
     captured = capsys.readouterr()
     report = json.loads(captured.out[:captured.out.rindex("}") + 1])
     assert report["position_drift"] == [{"asset": "XXBT", "kind": "spot", "core": "0.0116", "exchange": "0",
-                                         "position_ids": [held.id]}]
+                                         "position_ids": [held.id], "txids": []}]
     assert report["positions_closed"] == [held.id]
     assert "reconcile found differences" in captured.err
 

@@ -407,6 +407,9 @@ class PositionsConfig(_Section):
     protection_retry_max_seconds: float = _setting(60.0, gt=0, le=86400)
     # Close a position still unprotected after this long; None = alert only, a human decides.
     close_unprotected_after_seconds: float | None = _setting(None, gt=0)
+    # A stop about to be placed whose trigger the market already crossed: close at market now
+    # (alert stop_crossed), or place it anyway (Kraken may refuse it or trigger it at once).
+    crossed_stop: Literal["close", "place"] = _setting("close")
 
     def _cross_check(self) -> None:
         if self.protection_retry_max_seconds < self.protection_retry_base_seconds:
@@ -462,6 +465,30 @@ class PaperConfig(_Section):
     liquidity_per_tick: Decimal | None = _setting(None, gt=0)
     # Ticks between an order becoming marketable and its fill.
     fill_latency_ticks: int = _setting(0, ge=0, le=10_000)
+    # The SQLite file that keeps the paper account (balances, orders, trades, positions) across
+    # restarts, as Kraken keeps a live one. None = beside storage.path (`<store>.paper.sqlite`;
+    # nothing kept for an in-memory store); ":memory:" = a fresh account every start; a relative
+    # path is relative to the store's directory. balances/prices above only seed a new account.
+    state_path: str | None = _setting(None)
+
+    def _cross_check(self) -> None:
+        if self.state_path is not None and not self.state_path.strip():
+            raise ConfigError("state_path: must be a path, ':memory:' or null, got an empty string")
+
+    def state_file(self, store_path: str) -> str | None:
+        """Where the paper account lives for a core whose store is `store_path`; None = not kept."""
+        if self.state_path == ":memory:" or (self.state_path is None and store_path == ":memory:"):
+            return None
+        if self.state_path is None:
+            return str(Path(store_path).with_suffix(".paper.sqlite"))
+        path = Path(os.path.expanduser(self.state_path))
+        if not path.is_absolute():
+            if store_path == ":memory:":
+                raise ConfigError("paper.state_path: a relative path needs a file storage.path to be relative to")
+            path = Path(store_path).parent / path
+        if path.absolute() == Path(store_path).absolute():
+            raise ConfigError(f"paper.state_path: must not be the store itself ({store_path})")
+        return str(path)
 
 
 _DEFAULT_SYMBOLS = FrozenDict({"BTC/USD": SymbolConfig(), "ETH/USD": SymbolConfig()})

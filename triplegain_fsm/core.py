@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from triplegain_fsm import alerts
+from triplegain_fsm import alerts, paper_account
 from triplegain_fsm.bus import MessageBus
 from triplegain_fsm.config import Config
 from triplegain_fsm.credentials import Credentials, load_credentials
@@ -66,6 +66,7 @@ class ExecutionCore:
         self.bus = bus or MessageBus()
         self.paper = paper
         self.clock = clock
+        client.keep_nonces(store)
         policy = config.alerts
         self.guard = StateGuard(store, self.bus, AlertPolicy(policy.log_level, policy.repeat_after_seconds,
                                                              policy.persist))
@@ -99,6 +100,7 @@ class ExecutionCore:
         if client is None:
             extra: dict[str, Any] = {}
             if exchange.mode == "paper":
+                paper_account.check(config)  # read-only: a refused start changes neither file
                 paper = paper_exchange(config)
                 credentials = Credentials(api_key=paper.api_key, api_secret=paper.api_secret)
                 # the in-process paper exchange enforces no rate limit, so the pacer need not sleep
@@ -114,7 +116,10 @@ class ExecutionCore:
                                   **extra)
             if paper is not None:
                 paper.mount(client.session, exchange.base_url)
-        return cls(config, client, Store(config.storage.path), paper=paper, **kwargs)
+        store = Store(config.storage.path)
+        if paper is not None:
+            paper_account.adopt(store, paper)   # the store remembers which paper account it trades on
+        return cls(config, client, store, paper=paper, **kwargs)
 
     def restore(self) -> None:
         """Load unfinished orders and positions into their machines, in their saved state."""
@@ -154,6 +159,8 @@ class ExecutionCore:
             for position in self.positions.get_open_positions():
                 POSITION_KIND.detach(position)
         self.store.close()
+        if self.paper is not None:
+            self.paper.close()   # writes the last prices of a persisted paper account
 
     def reindex(self, model: Any) -> None:
         """A failed unit restored this model: put it back where its state says it belongs."""

@@ -11,13 +11,16 @@
 
 It answers Kraken's REST calls (signed with `exchange.api_key` / `PAPER_API_SECRET`)
 through a mounted `requests` adapter or a loopback server (`paper.server.serve`),
-and scripts the failures an execution core must survive (`exchange.faults`).
+and scripts the failures an execution core must survive (`exchange.faults`). It also
+speaks Kraken's authenticated WebSocket v2 (`exchange.serve_ws()`: executions pushed,
+orders placed on the socket; failures scripted by `exchange.ws_faults`).
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -25,14 +28,20 @@ import requests
 from triplegain_fsm.paper.api import KrakenApi
 from triplegain_fsm.paper.calllog import Call, CallLog
 from triplegain_fsm.paper.clock import ManualClock
+from triplegain_fsm.paper.endpoints import Context
 from triplegain_fsm.paper.engine import Engine
 from triplegain_fsm.paper.errors import KrakenRejection, LostResponse
 from triplegain_fsm.paper.faults import Fault, Faults
 from triplegain_fsm.paper.feeds import Tick
 from triplegain_fsm.paper.pairs import PairSpec
 from triplegain_fsm.paper.pairs import default_pairs as _default_pairs
+from triplegain_fsm.paper.persist import StateFile
 from triplegain_fsm.paper.ratelimit import RateLimiter
 from triplegain_fsm.paper.transport import PaperAdapter, mount
+from triplegain_fsm.paper.ws_connection import WsSettings
+from triplegain_fsm.paper.ws_faults import WsFaults
+from triplegain_fsm.paper.ws_server import WsServer
+from triplegain_fsm.paper.ws_tokens import TokenBook
 
 # A fixed, valid base64 secret: the paper exchange is not a vault, and a constant
 # lets any client sign requests for it without configuration.
@@ -43,7 +52,8 @@ DEFAULT_BALANCES = {"ZUSD": Decimal(100000), "XXBT": Decimal(0)}
 
 __all__ = [
     "PAPER_API_KEY", "PAPER_API_SECRET", "Call", "CallLog", "Fault", "Faults", "KrakenRejection", "LostResponse",
-    "ManualClock", "PaperAdapter", "PaperExchange", "Tick", "default_pairs", "paper_from_config",
+    "ManualClock", "PaperAdapter", "PaperExchange", "Tick", "WsFaults", "WsServer", "default_pairs",
+    "paper_from_config",
 ]
 
 
@@ -61,6 +71,9 @@ def paper_from_config(config: Any, **overrides: Any) -> PaperExchange:
         "fill_latency_ticks": getattr(paper, "fill_latency_ticks", 0),
         "account": config.exchange.account,
     }
+    state_file = getattr(paper, "state_file", None)
+    if state_file is not None:
+        kwargs["state_path"] = state_file(config.storage.path)   # None: in-memory store, nothing kept
     return PaperExchange(**{**kwargs, **overrides})
 
 
@@ -76,6 +89,9 @@ class PaperExchange:
     account: "spot" refuses leveraged orders like an account without margin; "margin" allows them.
     fill_latency_ticks: ticks between an order becoming marketable and its fill (0 = at once).
     seed: makes txids and trade ids reproducible.
+    state_path: a SQLite file that keeps the whole account across restarts (`paper.persist`): an
+      existing file is loaded (then `balances` and `prices` are ignored: they only seed a new
+      account), a missing one is created from them. None = nothing kept. `close()` when done.
     """
 
     def __init__(
@@ -93,6 +109,7 @@ class PaperExchange:
         account: str = "spot",
         fill_latency_ticks: int = 0,
         seed: int | None = None,
+        state_path: str | Path | None = None,
     ) -> None:
         self.engine = Engine(
             pairs, DEFAULT_BALANCES if balances is None else balances, clock=clock,
@@ -101,14 +118,29 @@ class PaperExchange:
         )
         self.faults = Faults()
         self.calls = CallLog()
+        self.ws_tokens = TokenBook(clock)
+        self.ws_faults = WsFaults(self.ws_tokens)
         limiter = RateLimiter(rate_limit_tier, clock) if rate_limit_tier is not None else None
         self.api = KrakenApi(self.engine, api_key=api_key, api_secret=api_secret, faults=self.faults,
-                             calls=self.calls, rate_limiter=limiter)
+                             calls=self.calls, rate_limiter=limiter, tokens=self.ws_tokens)
         self.api_key = api_key
         self.api_secret = api_secret
         self.clock = clock
-        for pair, price in (prices or {}).items():
-            self.engine.set_price(pair, price)
+        self.state_file = StateFile(state_path) if state_path is not None else None
+        if self.state_file is None or self.state_file.is_new:
+            for pair, price in (prices or {}).items():
+                self.engine.set_price(pair, price)
+        if self.state_file is not None:
+            self.engine.attach_journal(self.state_file)
+
+    @property
+    def account_id(self) -> str | None:
+        """The paper account's id (a uuid made with it), None when its state is not kept."""
+        return None if self.state_file is None else self.state_file.account_id
+
+    def close(self) -> None:
+        """Write what is only in memory (last prices, Ticker figures) and close the state file, if any."""
+        self.engine.close_journal()
 
     @staticmethod
     def default_pairs() -> dict[str, dict[str, Any]]:
@@ -148,6 +180,23 @@ class PaperExchange:
     def mount(self, session: requests.Session, base_url: str = KRAKEN_BASE_URL) -> requests.Session:
         """Send everything `session` requests under `base_url` to this exchange, in process."""
         return mount(session, base_url, self.api.handle)
+
+    def serve_ws(self, host: str = "127.0.0.1", port: int = 0, *, heartbeat_interval: float = 1.0,
+                 completing_trade_status: str = "partially_filled") -> WsServer:
+        """Kraken's private WebSocket v2 on loopback (`.url` is `ws://127.0.0.1:PORT/v2`), on a
+        background thread, onto this same engine; tokens come from REST GetWebSocketsToken (or
+        `ws_tokens.issue()`), faults from `ws_faults`. Call `.shutdown()` when done.
+
+        completing_trade_status: what the trade report that completes an order says; Kraken has
+        been seen to say "partially_filled" (the default, with a `filled` report after it).
+        """
+        settings = WsSettings(self.engine, Context(self.engine, self.api.rate_limiter, self.ws_tokens),
+                              self.ws_tokens, self.ws_faults, heartbeat_interval, completing_trade_status)
+        return WsServer(settings, host, port).start()
+
+    def invalidate_ws_tokens(self) -> int:
+        """Every WebSocket token stops working, as Kraken's sometimes do (see `ws_faults`)."""
+        return self.ws_tokens.invalidate_all()
 
     def dispatch(
         self, http_method: str, path: str, headers: Mapping[str, str], body: bytes | None

@@ -22,6 +22,7 @@ from triplegain_fsm.paper.errors import UNAVAILABLE, UNKNOWN_METHOD, KrakenRejec
 from triplegain_fsm.paper.faults import CORRUPT, DURING, ERROR, HTTP_STATUS, MALFORMED, Fault, Faults
 from triplegain_fsm.paper.ratelimit import RateLimiter
 from triplegain_fsm.paper.wire import encode, envelope, parse_body, parse_form
+from triplegain_fsm.paper.ws_tokens import TokenBook
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
@@ -49,13 +50,15 @@ class KrakenApi:
         faults: Faults | None = None,
         calls: CallLog | None = None,
         rate_limiter: RateLimiter | None = None,
+        tokens: TokenBook | None = None,
     ) -> None:
         self.engine = engine
         self.auth = Authenticator(api_key, api_secret)
         self.faults = faults if faults is not None else Faults()
         self.calls = calls if calls is not None else CallLog()
         self.rate_limiter = rate_limiter
-        self._context = Context(engine, rate_limiter)
+        self.tokens = tokens if tokens is not None else TokenBook(engine.now)
+        self._context = Context(engine, rate_limiter, self.tokens)
 
     def dispatch(
         self, http_method: str, path: str, headers: Mapping[str, str], body: bytes | None

@@ -11,10 +11,11 @@ from typing import Any
 import attrs
 
 from triplegain_fsm.paper.engine import Engine
-from triplegain_fsm.paper.errors import ORDERS_LIMIT, KrakenRejection, invalid
+from triplegain_fsm.paper.errors import ORDERS_LIMIT, PERMISSION_DENIED, KrakenRejection, invalid
 from triplegain_fsm.paper.fmt import rfc1123, rfc3339
 from triplegain_fsm.paper.params import parse_add_order, parse_amend, parse_bool, parse_int, parse_txids
 from triplegain_fsm.paper.ratelimit import RateLimiter, amend_cost, cancel_cost
+from triplegain_fsm.paper.ws_tokens import TokenBook
 
 Params = Mapping[str, str]
 
@@ -23,6 +24,7 @@ Params = Mapping[str, str]
 class Context:
     engine: Engine
     limiter: RateLimiter | None = None
+    tokens: TokenBook | None = None      # WebSocket tokens (GetWebSocketsToken)
 
 
 Handler = Callable[[Context, Params], Any]
@@ -161,6 +163,13 @@ def trade_balance(ctx: Context, params: Params) -> dict[str, Any]:
     return ctx.engine.trade_balance(params.get("asset") or "ZUSD")
 
 
+def get_websockets_token(ctx: Context, params: Params) -> dict[str, Any]:
+    """A token for the private WebSocket v2 (`paper.ws_server`): use it within 15 minutes."""
+    if ctx.tokens is None:
+        raise KrakenRejection(PERMISSION_DENIED)
+    return ctx.tokens.issue()
+
+
 PUBLIC: dict[str, Handler] = {
     "Time": time_, "SystemStatus": system_status, "AssetPairs": asset_pairs, "Assets": assets, "Ticker": ticker,
 }
@@ -169,4 +178,5 @@ PRIVATE: dict[str, Handler] = {
     "CancelAllOrdersAfter": cancel_all_orders_after, "QueryOrders": query_orders, "OpenOrders": open_orders,
     "ClosedOrders": closed_orders, "TradesHistory": trades_history, "QueryTrades": query_trades,
     "OpenPositions": open_positions, "Balance": balance, "BalanceEx": balance_ex, "TradeBalance": trade_balance,
+    "GetWebSocketsToken": get_websockets_token,
 }

@@ -5,15 +5,16 @@ Prices arrive as ticks (`set_price`); orders arrive as typed requests
 the clock says is due (expiries, delayed starts, the dead man's switch), does its
 work, places any conditional closes that fills made due, and returns copies in
 Kraken's shapes -- never live records another thread could be changing.
+With a state file attached (`attach_journal`, see `paper.persist`) the one piece of
+I/O happens as the outermost lock is let go: that operation's changes, in one transaction.
 """
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triplegain_fsm.errors import NotFoundError, ValidationError
 from triplegain_fsm.money import to_decimal
@@ -23,12 +24,16 @@ from triplegain_fsm.paper.fmt import fmt, quantize, rfc3339
 from triplegain_fsm.paper.ids import IdFactory
 from triplegain_fsm.paper.ledger import Ledger
 from triplegain_fsm.paper.matching import on_tick
+from triplegain_fsm.paper.observe import ObservedLock, Observer, Snapshot
 from triplegain_fsm.paper.orders import PaperOrder, TradeRecord
 from triplegain_fsm.paper.pairs import PairRegistry, PairSpec, build_specs
 from triplegain_fsm.paper.params import Amendment, NewOrder, looks_like_txid
 from triplegain_fsm.paper.placement import activate, amend, place, place_conditional_close
 from triplegain_fsm.paper.state import EngineConfig, State, TickerStats
 from triplegain_fsm.paper.views import add_order_result, order_info, position_info, trade_info
+
+if TYPE_CHECKING:
+    from triplegain_fsm.paper.persist import StateFile
 
 ZERO = Decimal(0)
 PAGE = 50
@@ -71,7 +76,8 @@ class Engine:
         config = EngineConfig(_liquidity(registry, liquidity_per_tick), limit_market_orders, account,
                               fill_latency_ticks)
         self._state = State(registry, ledger, IdFactory(seed), clock, config)
-        self._lock = threading.RLock()
+        self._lock = ObservedLock(lambda: self._state)   # reports order changes to observers on release
+        self._journal: StateFile | None = None
 
     @property
     def registry(self) -> PairRegistry:
@@ -79,6 +85,32 @@ class Engine:
 
     def now(self) -> float:
         return self._state.now()
+
+    # -- observers ----------------------------------------------------------------------------
+
+    def add_observer(self, observer: Observer) -> Snapshot:
+        """Tell `observer` every later order change (see `observe`); returns the open orders and
+        recent trades as of the same instant, so a push feed neither misses nor repeats one."""
+        return self._lock.add_observer(observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        self._lock.remove_observer(observer)
+
+    # -- persistence (paper.persist) ----------------------------------------------------------
+
+    def attach_journal(self, journal: StateFile) -> None:
+        """Load `journal`'s saved account into this engine (a new file is seeded with this one), then
+        write every change to it before the lock is let go. Once, before other threads use the engine."""
+        with self._lock:
+            journal.attach(self._state)
+        self._journal = journal
+        self._lock = journal.wrap(self._lock)
+
+    def close_journal(self) -> None:
+        """Write what is only in memory (last prices, Ticker figures, the clock) and close the state file."""
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
 
     # -- time ---------------------------------------------------------------------------------
 

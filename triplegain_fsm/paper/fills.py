@@ -46,6 +46,7 @@ def sync_hold(state: State, order: PaperOrder) -> None:
 
 def finish(state: State, order: PaperOrder, status: str, reason: str | None = None) -> None:
     """Close, cancel or expire an order: it leaves the book and releases its hold. Keeps vol_exec."""
+    state.touch(order)
     order.status = status
     order.reason = reason
     order.closetm = state.now()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 import string
 import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 _ALPHABET = string.ascii_uppercase + string.digits
 
@@ -19,6 +21,7 @@ class IdFactory:
         self._issued: set[str] = set()
         self._trade_number = 40_000_000
         self._lock = threading.Lock()
+        self._fresh: list[str] | None = None      # ids issued since the journal last took them
 
     def _make(self, prefix: str) -> str:
         with self._lock:
@@ -27,6 +30,8 @@ class IdFactory:
                 candidate = f"{prefix}{chars[:5]}-{chars[5:10]}-{chars[10:]}"
                 if candidate not in self._issued:
                     self._issued.add(candidate)
+                    if self._fresh is not None:
+                        self._fresh.append(candidate)
                     return candidate
 
     def order_txid(self) -> str:
@@ -40,6 +45,34 @@ class IdFactory:
 
     def amend_id(self) -> str:
         return self._make("T")
+
+    # -- persistence (paper.persist): the generator's state, so ids never repeat after a restart --
+
+    def track(self) -> None:
+        """Start remembering newly issued ids for `take_fresh`."""
+        with self._lock:
+            self._fresh = []
+
+    def take_fresh(self) -> list[str]:
+        with self._lock:
+            if self._fresh is None:
+                return []
+            fresh, self._fresh = self._fresh, []
+            return fresh
+
+    def snapshot(self) -> dict[str, Any]:
+        """The random generator's state and the trade counter, JSON-ready."""
+        with self._lock:
+            version, internal, gauss = self._rng.getstate()
+            return {"rng": [version, list(internal), gauss], "trade_number": self._trade_number}
+
+    def restore(self, snapshot: Mapping[str, Any], issued: Iterable[str]) -> None:
+        """Continue exactly where `snapshot` left off; `issued` are every id given out before."""
+        with self._lock:
+            version, internal, gauss = snapshot["rng"]
+            self._rng.setstate((version, tuple(internal), gauss))
+            self._trade_number = int(snapshot["trade_number"])
+            self._issued = set(issued)
 
     def trade_number(self) -> int:
         """Kraken's integer `trade_id`: increasing per exchange."""

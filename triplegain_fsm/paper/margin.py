@@ -66,6 +66,10 @@ class PositionBook:
     def add(self, position: MarginPosition) -> None:
         self._rows.append(position)
 
+    def all_rows(self) -> list[MarginPosition]:
+        """Every row, open and closed, oldest first."""
+        return list(self._rows)
+
     def open_rows(self, pair_id: str | None = None) -> list[MarginPosition]:
         return [r for r in self._rows if r.status == "open" and (pair_id is None or r.pair.id == pair_id)]
 

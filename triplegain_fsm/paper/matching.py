@@ -33,6 +33,7 @@ def on_entry(state: State, order: PaperOrder) -> None:
 
     A trailing stop starts its watermark here; an amended one keeps the one it has.
     """
+    state.touch(order)
     price = state.prices.get(order.pair.id)
     if order.awaiting_trigger:
         if price is None or not _trigger_hit(order, price, first=order.watermark is None):
@@ -49,6 +50,7 @@ def on_tick(state: State, pair_id: str, price: Decimal) -> None:
         if (low is None or price > low) and (high is None or price < high):
             continue                       # nothing this price can do to the order
         if order.status == "open":
+            state.touch(order)
             _step(state, order, price)
             order.wake = wake_levels(order)
 

@@ -377,6 +377,7 @@ def amend(state: State, amendment: Amendment) -> str:
     changes["hold_price"] = candidate.hold_price
     if candidate.vol <= order.vol_exec:
         changes.pop("vol")
+    state.touch(order)
     for name, value in changes.items():
         setattr(order, name, value)
     order.add_misc("amended")

@@ -9,7 +9,6 @@ in-process adapter's ReadTimeout.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from collections.abc import Callable
@@ -18,23 +17,14 @@ from typing import TYPE_CHECKING
 
 from triplegain_fsm.paper.api import KrakenApi
 from triplegain_fsm.paper.errors import LostResponse
+from triplegain_fsm.paper.loopback import check_loopback
 
 if TYPE_CHECKING:
     from triplegain_fsm.paper import PaperExchange
+    from triplegain_fsm.paper.ws_server import WsServer
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.05
-
-
-def _check_loopback(host: str) -> None:
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(f"host: the paper exchange binds to loopback only (127.0.0.1, ::1, localhost), got {host!r}")
 
 
 def _handler_class(api: KrakenApi) -> type[BaseHTTPRequestHandler]:
@@ -68,7 +58,7 @@ class PaperServer:
     """A running loopback server: `.url` to point a client at, `.shutdown()` to stop it."""
 
     def __init__(self, api: KrakenApi, host: str = "127.0.0.1", port: int = 0) -> None:
-        _check_loopback(host)
+        check_loopback(host)
         self._httpd = ThreadingHTTPServer((host, port), _handler_class(api))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -128,3 +118,35 @@ def serve_forever(exchange: PaperExchange, port: int = 0, host: str = "127.0.0.1
         server.serve_forever()
     finally:
         server.shutdown()
+
+
+def serve_with_ws(exchange: PaperExchange, host: str = "127.0.0.1", port: int = 0, ws_port: int = 0,
+                  heartbeat_interval: float = 1.0) -> tuple[PaperServer, WsServer]:
+    """REST and WebSocket v2 on background threads, both onto the same engine; shut both down."""
+    rest = serve(exchange, host, port)
+    try:
+        return rest, exchange.serve_ws(host, ws_port, heartbeat_interval=heartbeat_interval)
+    except BaseException:
+        rest.shutdown()
+        raise
+
+
+def serve_forever_with_ws(exchange: PaperExchange, port: int = 0, ws_port: int = 0, host: str = "127.0.0.1",
+                          ready: Callable[[str, str], None] | None = None) -> None:
+    """REST in the calling thread and WebSocket v2 beside it, until interrupted (both then closed).
+
+    `ready(rest_url, ws_url)` is called once both sockets are bound.
+    """
+    server = PaperServer(exchange.api, host, port)
+    try:
+        ws = exchange.serve_ws(host, ws_port)
+    except BaseException:
+        server.shutdown()
+        raise
+    try:
+        if ready is not None:
+            ready(server.url, ws.url)
+        server.serve_forever()
+    finally:
+        server.shutdown()
+        ws.shutdown()

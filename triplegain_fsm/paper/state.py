@@ -6,7 +6,6 @@ atomic: a tick, an AddOrder and a cancel never interleave half-done.
 """
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
@@ -95,13 +94,21 @@ class State:
         self.pair_status: dict[str, str] = {}
         self.system_status = "online"
         self.dead_man_at: float | None = None
-        self._seq = itertools.count(1)
+        self.last_seq = 0                                  # the last arrival number handed out
+        # orders an operation may have changed, kept only while a journal (paper.persist) listens
+        self.touched: list[PaperOrder] | None = None
 
     def now(self) -> float:
         return self.clock()
 
     def next_seq(self) -> int:
-        return next(self._seq)
+        self.last_seq += 1
+        return self.last_seq
+
+    def touch(self, order: PaperOrder) -> None:
+        """Note that `order` may change now (the journal writes it if it did)."""
+        if self.touched is not None:
+            self.touched.append(order)
 
     def register(self, order: PaperOrder) -> None:
         self.orders[order.txid] = order
