@@ -1,10 +1,11 @@
 """`triplegain-fsm`: the jobs a person runs by hand.
 
     triplegain-fsm paper                  replay the built-in flash-crash demo on the paper exchange
-    triplegain-fsm status --store FILE    open orders and positions in a store (read-only)
+    triplegain-fsm status --store FILE    open orders and positions in a store (read-only; --all, --watch)
+    triplegain-fsm report --store FILE    an HTML report of a paper session (chart, P&L table)
     triplegain-fsm reconcile --config F   compare the store with the exchange, print the report
     triplegain-fsm diagrams [--check]     regenerate (or check) diagrams/ from the machine tables
-    triplegain-fsm events --store FILE    export the event log as CSV or JSON
+    triplegain-fsm events --store FILE    export transitions, alerts or fills as CSV or JSON
     triplegain-fsm exchange serve         the paper exchange on a loopback port
 
 Errors a person can fix (a bad config, a missing file, an exchange refusal) end
@@ -17,21 +18,25 @@ import argparse
 import csv
 import io
 import json
+import os
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from triplegain_fsm.cli_args import _decimal, _port, _positive_int, _seconds, _version
 from triplegain_fsm.config import Config
 from triplegain_fsm.errors import TripleGainError, ValidationError
+from triplegain_fsm.views.readonly import NotAStore, open_store
+from triplegain_fsm.views.summary_text import _money, _num, print_summary  # noqa: F401  (public via cli too)
+from triplegain_fsm.views.text import table  # noqa: F401  (cli.table: kept for callers)
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
-_FINAL_ORDER_STATES = ("FILLED", "CANCELLED", "EXPIRED", "REJECTED")
 
 
 class UsageError(Exception):
@@ -43,39 +48,6 @@ class UsageError(Exception):
 
 def _err(message: str) -> None:
     print(f"triplegain-fsm: {message}", file=sys.stderr)
-
-
-def _money(value: Any, places: int = 2) -> str:
-    if value is None or value == "":
-        return "-"
-    return f"{Decimal(value).quantize(Decimal(1).scaleb(-places)):,}"
-
-
-def _num(value: Any) -> str:
-    """A size or price as exact text without trailing zeros (0.11630000 -> 0.1163)."""
-    if value is None or value == "":
-        return "-"
-    return format(Decimal(value).normalize(), "f")
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO, *,
-          right: Iterable[int] = ()) -> None:
-    """A plain fixed-width table; `right` lists the columns to right-align (numbers)."""
-    body = [[str(cell) for cell in row] for row in rows]
-    if not body:
-        print("  (none)", file=out)
-        return
-    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(headers)]
-    right_cols = set(right)
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right_cols else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    print(line(list(headers)), file=out)
-    print(line(["-" * w for w in widths]), file=out)
-    for row in body:
-        print(line(row), file=out)
 
 
 def _json_default(value: Any) -> Any:
@@ -109,22 +81,11 @@ def _store_path(args: argparse.Namespace) -> Path:
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
-    """Open a store without any chance of changing it (safe beside a running bot: WAL readers)."""
-    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
+    """Open a store without any chance of changing it, nor leaving -wal/-shm files (views.readonly)."""
     try:
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise UsageError(f"{path}: not a triplegain store ({exc})") from None
-    if not {"orders", "positions", "events"} <= tables:
-        conn.close()
-        raise UsageError(f"{path}: not a triplegain store (no orders/positions/events tables)")
-    return conn
-
-
-def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    return [dict(row) for row in conn.execute(sql, params)]
+        return open_store(path)
+    except NotAStore as exc:
+        raise UsageError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- paper
@@ -134,6 +95,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
     from triplegain_fsm import session
 
     symbol = args.symbol
+    if args.report:
+        _need_matplotlib()        # before the replay, not after it
     store = _new_store_path(args.store)
     if args.config:
         config = _load_config(args.config)
@@ -154,14 +117,31 @@ def cmd_paper(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"paper session: {len(ticks):,} ticks of {symbol} ({source}), {len(schedule)} scheduled actions",
               file=sys.stderr)
-    progress = None if args.quiet else _progress_printer(args.progress_every)
-    summary = session.run_paper_session(config, ticks, schedule, symbol=symbol, poll_every=args.poll_every,
-                                        on_progress=progress)
+    summary = _replay(args, session, config, ticks, schedule)
+    written = _write_report(Path(summary.store_path), Path(args.report)) if args.report else None
     print_summary(summary, sys.stdout)
+    if written:
+        print(written)
     problems = summary.problems()
     for problem in problems:
         _err(f"session check failed: {problem}")
     return EXIT_OK if not problems else EXIT_RUNTIME
+
+
+def _replay(args: argparse.Namespace, session: Any, config: Config, ticks: list[Any], schedule: list[Any]) -> Any:
+    """Run the session with its progress shown: a rich bar on a terminal, lines when piped, none with --quiet."""
+    from triplegain_fsm.views import progress
+
+    def run(on_progress: Any) -> Any:
+        return session.run_paper_session(config, ticks, schedule, symbol=args.symbol, poll_every=args.poll_every,
+                                         on_progress=on_progress)
+
+    if args.quiet:
+        return run(None)
+    if progress.wants_bar(len(ticks)):
+        with progress.bar(len(ticks)) as show:
+            return run(show)
+    return run(_progress_printer(args.progress_every))
 
 
 def _new_store_path(requested: str | None) -> Path:
@@ -185,71 +165,46 @@ def _with_store(config: Config, store: Path) -> Config:
 def _csv_ticks(path: str, scale: Decimal) -> list[Any]:
     from triplegain_fsm.session import load_price_csv
 
-    if not Path(path).is_file():
-        raise UsageError(f"{path}: no such price file")
-    return load_price_csv(path, scale)
+    return load_price_csv(resolve_prices(path), scale)
+
+
+def resolve_prices(path: str) -> Path:
+    """A price file as given, else one of the shipped files by name (kraken_bcheur_trades_q2.csv)."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    shipped = Path(__file__).resolve().parent / "data" / given.name
+    if given.name == path and shipped.is_file():
+        return shipped
+    raise UsageError(f"{path}: no such price file (shipped: {', '.join(_shipped_prices())})")
+
+
+def _shipped_prices() -> list[str]:
+    return sorted(p.name for p in (Path(__file__).resolve().parent / "data").glob("*.csv"))
 
 
 def _progress_printer(every_pct: int) -> Callable[[int, int], None]:
-    state = {"next": every_pct}
+    from triplegain_fsm.views.progress import line_printer
 
-    def show(done: int, total: int) -> None:
-        pct = done * 100 // total
-        if pct >= state["next"] or done == total:
-            print(f"  {pct:3d}%  {done:,}/{total:,} ticks", file=sys.stderr)
-            state["next"] = (pct // every_pct + 1) * every_pct
-
-    return show
+    return line_printer(every_pct, sys.stderr)
 
 
-def print_summary(summary: Any, out: TextIO) -> None:
-    print(f"\nActions ({len(summary.actions)})", file=out)
-    table(["tick", "action", "outcome"], [(a.tick, a.action, a.outcome) for a in summary.actions], out,
-          right=[0])
-    print(f"\nOrders ({len(summary.orders)}): "
-          + ", ".join(f"{n} {state}" for state, n in summary.orders_by_status.items()), file=out)
-    table(["order", "position", "role", "side", "type", "size", "filled", "avg price", "trigger", "fee", "state"],
-          [(o.id, o.position_id or "-", o.role.value, o.side.value, o.order_type.value, _num(o.size),
-            _num(o.filled_size), _money(o.average_fill_price), _money(o.stop_price), _money(o.fee_amount, 4),
-            o.state) for o in summary.orders], out, right=[5, 6, 7, 8, 9])
-    _explain_rejections(summary.orders, out)
-    print(f"\nPositions ({len(summary.positions)})", file=out)
-    table(["position", "ref", "side", "size", "entry", "exit", "stop", "target", "ended by", "fees",
-           "P&L core", "P&L exchange"],
-          [(p.id, p.ref or "-", p.side, _num(p.entry_size), _money(p.entry_price), _money(p.exit_price),
-            _money(p.stop_loss), _money(p.take_profit), p.exit_by + (" (trailed)" if p.trailing else ""),
-            _money(p.fees), _money(p.core_pnl), _money(p.exchange_pnl)) for p in summary.positions], out,
-          right=[3, 4, 5, 6, 7, 9, 10, 11])
-    print("\nTotals", file=out)
-    table(["", "core", "paper exchange"], [
-        ("fees", _money(summary.total_fees, 4), _money(summary.exchange_fees, 4)),
-        ("realized P&L (net of fees)", _money(summary.core_pnl), _money(summary.exchange_pnl)),
-    ], out, right=[1, 2])
-    alerts = ", ".join(f"{n} {kind}" for kind, n in summary.alerts_by_type.items()) or "none"
-    print(f"\nalerts: {alerts}", file=out)
-    print(f"orders that filled in parts: {summary.partially_filled_orders}", file=out)
-    print(f"open orders left on the paper exchange: {summary.open_exchange_orders}", file=out)
-    print(f"{summary.ticks:,} ticks in {summary.elapsed_seconds:.2f} s ({summary.ticks_per_second:,.0f} ticks/s)",
-          file=out)
-    verdict = "OK: books agree to the cent, nothing left open" if summary.ok else "FAILED: " + "; ".join(
-        summary.problems())
-    print(verdict, file=out)
-    print(f"store: {summary.store_path}  (triplegain-fsm status --store ...; triplegain-fsm events --store ...)",
-          file=out)
+def _need_matplotlib() -> None:
+    from triplegain_fsm.views.chart import MatplotlibMissing, require_matplotlib
+
+    try:
+        require_matplotlib()
+    except MatplotlibMissing as exc:
+        raise UsageError(str(exc)) from None
 
 
-def _explain_rejections(orders: Iterable[Any], out: TextIO) -> None:
-    """Why orders were rejected, grouped: on a spot account most are expected (see below)."""
-    reasons: dict[tuple[str, str], int] = {}
-    for order in orders:
-        if order.state == "REJECTED":
-            key = (order.role.value, order.error_message or "no reason recorded")
-            reasons[key] = reasons.get(key, 0) + 1
-    for (role, reason), count in sorted(reasons.items()):
-        note = ""
-        if role == "take_profit" and "Insufficient funds" in reason:
-            note = " -> expected on spot: the stop-loss holds the coins, so the take-profit is watched locally"
-        print(f"rejected: {count} {role}: {reason}{note}", file=out)
+def _write_report(store: Path, out: Path) -> str:
+    """Write the HTML report; returns the line that says so."""
+    from triplegain_fsm.views import html_report
+
+    _need_matplotlib()
+    data = html_report.write(store, out)
+    return f"report: {out} ({len(data.ticks):,} ticks, {len(data.markers)} order events, {len(data.books)} positions)"
 
 
 # --------------------------------------------------------------------------- status / events
@@ -257,61 +212,60 @@ def _explain_rejections(orders: Iterable[Any], out: TextIO) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     path = _store_path(args)
-    conn = _read_only(path)
+    conn = _read_only(path)       # also checks it is a store before --watch starts drawing
+    if args.watch:
+        conn.close()
+        from triplegain_fsm.views import watch
+
+        return watch.run(path, args.interval)
+    from triplegain_fsm.views.status_text import print_status
+
     try:
-        marks = ",".join("?" for _ in _FINAL_ORDER_STATES)
-        orders = _rows(conn, f"SELECT * FROM orders WHERE state NOT IN ({marks}) ORDER BY created_at",
-                       _FINAL_ORDER_STATES)
-        positions = _rows(conn, "SELECT * FROM positions WHERE state != 'CLOSED' ORDER BY opened_at")
-        counts = _rows(conn, "SELECT state, COUNT(*) AS n FROM orders GROUP BY state ORDER BY state")
-        closed = _rows(conn, "SELECT COUNT(*) AS n FROM positions WHERE state = 'CLOSED'")[0]["n"]
+        print_status(conn, path, sys.stdout, show_all=args.all)
     finally:
         conn.close()
-    out = sys.stdout
-    print(f"store: {path}", file=out)
-    print("orders by state: " + (", ".join(f"{r['n']} {r['state']}" for r in counts) or "none"), file=out)
-    print(f"\nOpen orders ({len(orders)})", file=out)
-    table(["order", "position", "role", "side", "type", "size", "filled", "price", "trigger", "state", "txid"],
-          [(o["id"], o["position_id"] or "-", o["role"], o["side"], o["order_type"], _num(o["size"]),
-            _num(o["filled_size"]), _money(o["price"]), _money(o["stop_price"]), o["state"],
-            o["external_id"] or "-") for o in orders], out, right=[5, 6, 7, 8])
-    print(f"\nOpen positions ({len(positions)}; {closed} closed)", file=out)
-    table(["position", "symbol", "side", "size", "entry", "stop", "(where)", "target", "(where)", "state",
-           "fees", "realized"],
-          [(p["id"], p["symbol"], p["side"], _num(p["size"]), _money(p["entry_price"]), _money(p["stop_loss"]),
-            p["stop_loss_location"], _money(p["take_profit"]), p["take_profit_location"], p["state"],
-            _money(p["total_fees"]), _money(p["realized_pnl"])) for p in positions], out, right=[3, 4, 5, 7, 10, 11])
     return EXIT_OK
 
 
-_EVENT_FIELDS = ["seq", "at", "entity", "entity_id", "from_state", "to_state", "trigger", "reason", "payload_digest"]
-
-
 def cmd_events(args: argparse.Namespace) -> int:
+    from triplegain_fsm.views import store_views
+
     path = _store_path(args)
     conn = _read_only(path)
     try:
-        sql = f"SELECT {', '.join(_EVENT_FIELDS)} FROM events"
-        params: list[Any] = []
+        ids = None
         if args.entity_id:
-            sql += " WHERE entity_id = ?"
-            params.append(args.entity_id)
-        events = _rows(conn, sql + " ORDER BY seq", params)
+            try:
+                ids = store_views.entity_ids(conn, args.entity_id)
+            except store_views.UnknownEntity:
+                _err(f"{args.entity_id}: no order or position with this id in {path}")
+                return EXIT_RUNTIME
+        events = store_views.export_rows(conn, args.kind, ids)
     finally:
         conn.close()
+    fields = store_views.EXPORT_FIELDS[args.kind]
     buffer = io.StringIO()
     if args.format == "json":
         json.dump(events, buffer, indent=2, default=_json_default)
         buffer.write("\n")
     else:
-        writer = csv.DictWriter(buffer, fieldnames=_EVENT_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(events)
     if args.output:
         Path(args.output).write_text(buffer.getvalue(), encoding="utf-8")
-        print(f"{len(events)} events written to {args.output}", file=sys.stderr)
+        noun = "events" if args.kind == "transitions" else args.kind
+        print(f"{len(events)} {noun} written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(buffer.getvalue())
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    path = _store_path(args)
+    _read_only(path).close()      # a usage error (not a store) before matplotlib is even looked for
+    out = Path(args.output) if args.output else path.with_suffix(".html")
+    print(_write_report(path, out))
     return EXIT_OK
 
 
@@ -364,54 +318,25 @@ def cmd_diagrams(args: argparse.Namespace) -> int:
 def cmd_exchange_serve(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     from triplegain_fsm.core import paper_exchange
-    from triplegain_fsm.paper.server import serve_forever
+    from triplegain_fsm.paper.server import serve_forever_with_ws
 
     exchange = paper_exchange(config)
 
-    def ready(url: str) -> None:
+    def ready(url: str, ws_url: str) -> None:
         # names where the paper signing key lives; never prints a key's value
         where = "triplegain_fsm.paper.PAPER_API_SECRET"
         print(f"paper exchange listening on {url} (Kraken REST paths; API key {exchange.api_key!r}, signing key "
-              f"{where}; set exchange.base_url to the URL). Ctrl-C stops it.", file=sys.stderr, flush=True)
+              f"{where}; set exchange.base_url to the URL) and WebSocket v2 on {ws_url} (token from REST "
+              "GetWebSocketsToken). Ctrl-C stops it.", file=sys.stderr, flush=True)
 
     try:
-        serve_forever(exchange, args.port, ready=ready)
+        serve_forever_with_ws(exchange, args.port, getattr(args, "ws_port", 0), ready=ready)
     except KeyboardInterrupt:
         print("paper exchange stopped", file=sys.stderr)
     return EXIT_OK
 
 
 # --------------------------------------------------------------------------- the parser
-
-
-def _decimal(text: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value.is_finite() or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -424,6 +349,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="triplegain-fsm", description="Order-execution core for Kraken: paper sessions, "
                      "store inspection, reconciliation, state diagrams.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     paper = sub.add_parser("paper", help="run a paper session (default: the built-in flash-crash demo)",
@@ -432,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "left open on the exchange or the core's P&L differs from the exchange's.")
     paper.add_argument("--config", help="YAML config (must be exchange.mode: paper); default: the demo config")
     paper.add_argument("--prices", help="CSV of trades to replay (unix_time,price,volume or "
-                       "timestamp_ms,trade_id,side,price,amount,cost); default: the built-in series")
+                       "timestamp_ms,trade_id,side,price,amount,cost), or the name of a shipped one "
+                       "(kraken_bcheur_trades_q2.csv); default: the built-in series")
     paper.add_argument("--symbol", default="BTC/USD", help="pair the prices are for (default BTC/USD)")
     paper.add_argument("--scale", type=_decimal, default=Decimal(1),
                        help="multiply the CSV prices by X (e.g. to reach BTC/USD-like levels)")
@@ -444,14 +371,31 @@ def build_parser() -> argparse.ArgumentParser:
                        help="poll the exchange after every N ticks (default 1)")
     paper.add_argument("--progress-every", type=_positive_int, default=10, metavar="PCT",
                        help="progress line every PCT percent of the ticks (default 10)")
-    paper.add_argument("--quiet", action="store_true", help="no progress lines")
+    paper.add_argument("--quiet", action="store_true", help="no progress lines or bar")
+    paper.add_argument("--report", metavar="FILE.html", help="also write the session's HTML report "
+                       "(needs the report extra: pip install 'triplegain-fsm[report]')")
     paper.set_defaults(func=cmd_paper)
 
     status = sub.add_parser("status", help="open orders and positions in a store (read-only)")
     where = status.add_mutually_exclusive_group()
     where.add_argument("--config", help="YAML config whose storage.path names the store")
     where.add_argument("--store", help="the SQLite store file")
+    status.add_argument("--all", action="store_true",
+                        help="closed positions too, with P&L and fees, totals, and alert counts")
+    status.add_argument("--watch", action="store_true", help="redraw live until Ctrl-C (read-only)")
+    status.add_argument("--interval", type=_seconds, default=2.0, metavar="S",
+                        help="seconds between --watch refreshes (default 2)")
     status.set_defaults(func=cmd_status)
+
+    report = sub.add_parser("report", help="an HTML report of a paper session from its store",
+                            description="One self-contained HTML file (no network references): the price "
+                            "series with every order event and stop/target move on it, and a P&L table per "
+                            "position. Needs the report extra: pip install 'triplegain-fsm[report]'.")
+    where = report.add_mutually_exclusive_group()
+    where.add_argument("--config", help="YAML config whose storage.path names the store")
+    where.add_argument("--store", help="the SQLite store file")
+    report.add_argument("--output", metavar="FILE.html", help="where to write it (default: beside the store, .html)")
+    report.set_defaults(func=cmd_report)
 
     reconcile = sub.add_parser("reconcile", help="reconcile the store with the exchange and print the report",
                                description="Builds the core from the config (live mode needs KRAKEN_API_KEY/"
@@ -470,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--config", help="YAML config whose storage.path names the store")
     where.add_argument("--store", help="the SQLite store file")
     events.add_argument("--format", choices=("csv", "json"), default="csv")
-    events.add_argument("--entity-id", help="only this order or position id")
+    events.add_argument("--kind", choices=("transitions", "alerts", "fills"), default="transitions",
+                        help="state changes (default), alerts, or fills")
+    events.add_argument("--entity-id", help="only this order, or this position and all its orders")
     events.add_argument("--output", help="write to FILE instead of stdout")
     events.set_defaults(func=cmd_events)
 
@@ -493,7 +439,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error already printed by _Parser.error
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()        # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:  # `... | head` closed the pipe: the reader has what it wanted
+        _quiet_stdout()
+        return EXIT_OK
     except UsageError as exc:
         _err(str(exc))
         return EXIT_USAGE
@@ -509,6 +460,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise "Broken pipe" again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout has no file descriptor to point anywhere: nothing left to flush
+        return
 
 
 if __name__ == "__main__":

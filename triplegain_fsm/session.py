@@ -25,7 +25,6 @@ an entry: an `Open`'s `ref`, or a `TradeProposal`'s `id`. YAML schedules
 from __future__ import annotations
 
 import csv
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,7 +37,7 @@ import attrs
 
 from triplegain_fsm.config import Config, load_yaml
 from triplegain_fsm.core import ExecutionCore
-from triplegain_fsm.enums import OrderRole, OrderSide, OrderType, PositionStatus
+from triplegain_fsm.enums import OrderSide, OrderType, PositionStatus
 from triplegain_fsm.errors import (
     ConfigError,
     IllegalTransition,
@@ -47,11 +46,21 @@ from triplegain_fsm.errors import (
     ValidationError,
 )
 from triplegain_fsm.kraken.errors import KrakenError
-from triplegain_fsm.models import Order, Position, TradeProposal
+from triplegain_fsm.models import Position, TradeProposal
 from triplegain_fsm.money import ZERO, positive, to_decimal
 from triplegain_fsm.paper import feeds
 from triplegain_fsm.paper.clock import ManualClock
 from triplegain_fsm.paper.feeds import Tick, seconds
+from triplegain_fsm.session_record import SessionRecorder
+from triplegain_fsm.session_summary import (  # noqa: F401  (public names of this module since the start)
+    CENT,
+    ActionOutcome,
+    PositionResult,
+    SessionSummary,
+    position_result,
+    trade_rows,
+)
+from triplegain_fsm.views import fmt
 
 __all__ = [
     "Close", "Modify", "Open", "PositionResult", "ScheduleError", "SessionSummary", "Tick", "Trail",
@@ -59,7 +68,6 @@ __all__ = [
     "run_paper_session",
 ]
 
-CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
 DEMO_SYMBOL = "BTC/USD"
 SESSION_END = "session end"
@@ -346,89 +354,6 @@ def check_refs(schedule: Sequence[tuple[int, Action]]) -> None:
             raise ScheduleError(f"{type(action).__name__.lower()} at tick {index}: no entry {ref!r} before it")
 
 
-# --------------------------------------------------------------------------- the summary
-
-
-@attrs.frozen
-class PositionResult:
-    """One position at the end of a session, with its P&L from both ledgers."""
-
-    id: str
-    ref: str | None
-    symbol: str
-    side: str
-    state: str
-    entry_size: Decimal
-    entry_price: Decimal | None
-    exit_price: Decimal | None
-    stop_loss: Decimal | None
-    take_profit: Decimal | None
-    exit_by: str
-    trailing: bool
-    fees: Decimal
-    core_pnl: Decimal
-    exchange_pnl: Decimal
-
-    @property
-    def pnl_matches(self) -> bool:
-        return abs(self.core_pnl - self.exchange_pnl) < CENT
-
-
-@attrs.frozen
-class ActionOutcome:
-    tick: int
-    action: str
-    outcome: str
-
-
-@attrs.frozen
-class SessionSummary:
-    symbol: str
-    ticks: int
-    elapsed_seconds: float
-    store_path: str
-    orders: tuple[Order, ...]
-    positions: tuple[PositionResult, ...]
-    actions: tuple[ActionOutcome, ...]
-    orders_by_status: Mapping[str, int]
-    partially_filled_orders: int
-    total_fees: Decimal
-    exchange_fees: Decimal
-    core_pnl: Decimal
-    exchange_pnl: Decimal
-    open_exchange_orders: int
-    open_positions: int
-    alerts_by_type: Mapping[str, int]
-
-    @property
-    def ticks_per_second(self) -> float:
-        return self.ticks / self.elapsed_seconds if self.elapsed_seconds > 0 else math.inf
-
-    @property
-    def pnl_mismatches(self) -> list[PositionResult]:
-        return [p for p in self.positions if not p.pnl_matches]
-
-    @property
-    def ok(self) -> bool:
-        """Clean end: nothing open anywhere, and both ledgers agree to the cent, per position and in total."""
-        return (self.open_exchange_orders == 0 and self.open_positions == 0 and not self.pnl_mismatches
-                and abs(self.core_pnl - self.exchange_pnl) < CENT and abs(self.total_fees - self.exchange_fees) < CENT)
-
-    def problems(self) -> list[str]:
-        found = []
-        if self.open_exchange_orders:
-            found.append(f"{self.open_exchange_orders} order(s) still open on the paper exchange")
-        if self.open_positions:
-            found.append(f"{self.open_positions} position(s) still open in the core")
-        for p in self.pnl_mismatches:
-            found.append(f"position {p.id}: core P&L {p.core_pnl} != exchange P&L {p.exchange_pnl}")
-        if abs(self.core_pnl - self.exchange_pnl) >= CENT:
-            found.append(f"total P&L: core {self.core_pnl} != exchange {self.exchange_pnl}")
-        if abs(self.total_fees - self.exchange_fees) >= CENT:
-            found.append(f"fees: core {self.total_fees} != exchange {self.exchange_fees}")
-        return found
-
-
 # --------------------------------------------------------------------------- running
 
 
@@ -461,6 +386,7 @@ class _Session:
         self.paper = self.core.paper
         try:  # an unknown pair is a usage error, found before the first tick rather than on it
             self.core.client.pairs.resolve(symbol)
+            self.recorder = SessionRecorder(self.core, symbol)   # prices and level moves, for reports
         except BaseException:
             self.core.close()
             raise
@@ -479,6 +405,7 @@ class _Session:
                 self._apply(index, action, tick.price)
             if (index + 1) % self.poll_every == 0:
                 self.core.poll_once()
+            self.recorder.tick(index, self.clock(), tick.price)
             pct = (index + 1) * 100 // total
             if on_progress is not None and pct != last_pct:
                 last_pct = pct
@@ -489,7 +416,7 @@ class _Session:
 
     # -- actions ---------------------------------------------------------------------------------
     def _apply(self, index: int, action: Action, price: Decimal) -> None:
-        label = _describe(action)
+        label = _describe(action, self.symbol)
         try:
             outcome = self._do(action, price)
         except (ProposalError, IllegalTransition, NotFoundError, KrakenError) as exc:
@@ -517,7 +444,8 @@ class _Session:
         if isinstance(action, Modify):
             sl, tp = action.levels(position, price)
             self.core.positions.modify_position(position.id, stop_loss=sl, take_profit=tp)
-            return f"stop_loss={position.stop_loss} take_profit={position.take_profit}"
+            return f"stop_loss={fmt.pair_price(position.stop_loss, position.symbol, grouping=False)} " \
+                   f"take_profit={fmt.pair_price(position.take_profit, position.symbol, grouping=False)}"
         enabled = self.core.positions.enable_trailing_stop_for_position(
             position.id, distance_pct=action.distance_pct, activation_pct=action.activation_pct)
         return "trailing enabled" if enabled else f"skipped: position {position.id} is not open"
@@ -537,12 +465,13 @@ class _Session:
             if position.state in (*_HOLDING, PositionStatus.OPENING.value):
                 self.core.positions.close_position(position.id, reason=SESSION_END)
         step = self.config.orders.poll_interval_seconds
-        for _ in range(max_polls):
+        for extra in range(max_polls):
             if self._settled():
                 return
             self.clock.advance(step)
             self.core.price_tick(self.symbol, last.price)
             self.core.poll_once()
+            self.recorder.tick(len(self.ticks) + extra, self.clock(), last.price)
 
     def _settled(self) -> bool:
         return not (self.core.orders.get_open_orders() or self.core.positions.get_open_positions()
@@ -552,9 +481,9 @@ class _Session:
     def _summary(self, elapsed: float) -> SessionSummary:
         store = self.core.store
         orders = tuple(sorted(store.load_orders(), key=lambda o: o.created_at))
-        trades = list(_trade_rows(self.paper.trades()))
+        trades = list(trade_rows(self.paper.trades()))
         refs = {pid: ref for ref, pid in self.positions_by_ref.items()}
-        positions = tuple(_position_result(p, refs.get(p.id), orders, trades)
+        positions = tuple(position_result(p, refs.get(p.id), orders, trades)
                           for p in sorted(store.load_positions(), key=lambda p: p.opened_at))
         partial_ids = {e["entity_id"] for e in store.events()
                        if e["entity"] == "order" and e["to_state"] == "PARTIALLY_FILLED"}
@@ -574,68 +503,29 @@ class _Session:
         return summary
 
     def close(self) -> None:
-        self.core.close()
+        try:
+            self.recorder.flush()
+        finally:
+            self.core.close()
 
 
-@attrs.frozen
-class _Trade:
-    ordertxid: str
-    side: str
-    cost: Decimal
-    fee: Decimal
-
-
-def _trade_rows(trades: Mapping[str, Mapping[str, Any]]) -> Iterable[_Trade]:
-    """The paper exchange's trades (Kraken's TradesHistory shape) as the four fields P&L needs."""
-    for info in trades.values():
-        yield _Trade(str(info["ordertxid"]), str(info["type"]), Decimal(info["cost"]), Decimal(info["fee"]))
-
-
-def _position_result(position: Position, ref: str | None, orders: Sequence[Order],
-                     trades: Sequence[_Trade]) -> PositionResult:
-    mine = [o for o in orders if o.position_id == position.id]
-    txids = {o.external_id for o in mine if o.external_id}
-    exchange_pnl = ZERO
-    for trade in trades:
-        if trade.ordertxid in txids:
-            exchange_pnl += (trade.cost if trade.side == OrderSide.SELL.value else -trade.cost) - trade.fee
-    exits = [o for o in mine if o.role is not OrderRole.ENTRY and o.filled_size > 0]
-    exit_qty = sum((o.filled_size for o in exits), ZERO)
-    exit_cost = sum((o.filled_cost for o in exits), ZERO)
-    return PositionResult(
-        id=position.id, ref=ref, symbol=position.symbol, side=position.side.value, state=position.state,
-        entry_size=position.entry_size, entry_price=position.entry_price,
-        exit_price=exit_cost / exit_qty if exit_qty else None,
-        stop_loss=position.stop_loss, take_profit=position.take_profit,
-        exit_by=_exit_by(position, exits), trailing=position.trailing_stop_activated,
-        fees=position.total_fees, core_pnl=position.realized_pnl, exchange_pnl=exchange_pnl,
-    )
-
-
-def _exit_by(position: Position, exits: Sequence[Order]) -> str:
-    """How the position ended, in words: which leg or close filled, and why a close was sent."""
-    if position.entry_size == 0:
-        return f"never filled ({position.close_reason or position.state.lower()})"
-    kinds = []
-    for role in dict.fromkeys(o.role for o in exits):
-        if role is OrderRole.CLOSE:
-            kinds.append(f"close: {position.close_reason or 'requested'}")
-        else:
-            kinds.append(f"{role.value} order")
-    return " + ".join(kinds) or position.state.lower()
-
-
-def _describe(action: Action) -> str:
+def _describe(action: Action, symbol: str = DEMO_SYMBOL) -> str:
+    """An action in words, prices at the pair's decimals and percentages signed by side (a short's stop is +)."""
     if isinstance(action, TradeProposal):
-        levels = f"sl {action.stop_loss} tp {action.take_profit}"
+        def level(value: Decimal | None) -> str:
+            return fmt.pair_price(value, action.symbol, grouping=False)
+        levels = f"sl {level(action.stop_loss)} tp {level(action.take_profit)}"
         limit = action.effective_order_type is OrderType.LIMIT
-        kind = f"limit {action.entry_price}" if limit else "market"
-        return f"open {action.id}: {action.side.value} ${action.size_usd} {action.symbol} {kind}, {levels}"
+        kind = f"limit {level(action.entry_price)}" if limit else "market"
+        return f"open {action.id}: {action.side.value} ${fmt.amount(action.size_usd)} {action.symbol} {kind}, {levels}"
     if isinstance(action, Open):
+        pair = action.symbol or symbol
         kind = "market" if action.entry_price is None and action.limit_offset_pct is None else "limit"
-        stop = action.stop_loss if action.stop_loss_pct is None else f"-{action.stop_loss_pct}%"
-        target = action.take_profit if action.take_profit_pct is None else f"+{action.take_profit_pct}%"
-        return f"open {action.ref}: {action.side} ${action.size_usd} {kind}, sl {stop} tp {target}"
+        stop = fmt.pair_price(action.stop_loss, pair, grouping=False) if action.stop_loss_pct is None \
+            else fmt.level_pct(action.stop_loss_pct, side=action.side, stop=True)
+        target = fmt.pair_price(action.take_profit, pair, grouping=False) if action.take_profit_pct is None \
+            else fmt.level_pct(action.take_profit_pct, side=action.side, stop=False)
+        return f"open {action.ref}: {action.side} ${fmt.amount(action.size_usd)} {kind}, sl {stop} tp {target}"
     if isinstance(action, Close):
         return f"close {action.ref} ({action.reason})"
     if isinstance(action, Modify):
