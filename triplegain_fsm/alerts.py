@@ -14,6 +14,7 @@ CLOSE_FAILED = "close_failed"
 EXCHANGE_LOCKOUT = "exchange_lockout"
 MALFORMED_REPORT = "malformed_report"
 POSITION_VANISHED = "position_vanished"
+STOP_CROSSED = "stop_crossed"
 
 CRITICAL = "critical"
 HIGH = "high"

@@ -142,6 +142,7 @@ class Order(OrderMachineMixin, MachineModel):
     created_at: datetime = attrs.field(factory=utcnow)
     updated_at: datetime = attrs.field(factory=utcnow)
     unknown_since: datetime | None = None  # when its outcome became unknown: the look-up deadline counts from here
+    placed_at: datetime | None = None      # when the exchange acknowledged it (its age prices amends and cancels)
     state: str = OrderStatus.PENDING.value
 
     @property

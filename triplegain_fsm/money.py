@@ -53,7 +53,12 @@ def round_to_step(value: Decimal, step: Decimal, up: bool) -> Decimal:
         units = (value / step).quantize(Decimal(1), rounding=ROUND_UP if up else ROUND_DOWN)
     except InvalidOperation:
         raise ValidationError(f"{value} cannot be rounded to a step of {step}: out of range") from None
-    return (units * step).normalize() if units else ZERO
+    if not units:
+        return ZERO
+    result = (units * step).normalize()
+    exponent = result.as_tuple().exponent
+    # normalize() writes 44100 as 4.41E+4: same value, but every printed price would show it
+    return result.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else result
 
 
 def round_to_decimals(value: Decimal, decimals: int, up: bool = False) -> Decimal:

@@ -77,6 +77,10 @@ class OrderExecutionManager:
         self._history: OrderedDict[str, Order] = OrderedDict()  # final, bounded by config
         self._by_txid: dict[str, Order] = {}
 
+    def age(self, order: Order) -> float | None:
+        """Seconds since the exchange acknowledged the order; None when not known (priced as the youngest)."""
+        return None if order.placed_at is None else max(0.0, self.clock() - order.placed_at.timestamp())
+
     def now(self) -> datetime:
         """Timestamps come from the core's clock, so deadlines and ages compare like with like."""
         return datetime.fromtimestamp(self.clock(), timezone.utc)
@@ -293,6 +297,7 @@ class OrderExecutionManager:
         with self.guard.unit() as unit:
             unit.touch(order)  # before the change: a rollback restores it
             order.external_id = ack.txid
+            order.placed_at = self.now()
             unit.fire(order, "acknowledge", reason="recovered by client order id" if ack.recovered else "accepted")
             self._index(order)
         return None
@@ -332,7 +337,7 @@ class OrderExecutionManager:
         """
         assert order.external_id is not None
         try:
-            age = self.clock() - order.created_at.timestamp()
+            age = self.age(order)
             self.client.cancel_order(txid=order.external_id, pair=self.client.pairs.resolve(order.symbol).altname,
                                      order_age=age)
         except UnknownOrder:
@@ -429,6 +434,7 @@ class OrderExecutionManager:
         with self.guard.unit() as unit:
             unit.touch(order)  # before the change: a rollback restores it
             order.external_id = txid
+            order.placed_at = order.unknown_since or self.now()  # it reached the exchange before it was unknown
             unit.fire(order, "acknowledge", reason="found by client order id")
             self._index(order)
             report.settled_unknown += 1

@@ -14,8 +14,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from triplegain_fsm.config import Config
-from triplegain_fsm.enums import PositionStatus
+from triplegain_fsm.enums import OrderRole, PositionStatus
 from triplegain_fsm.errors import NotFoundError
+from triplegain_fsm.kraken.errors import KrakenError
 from triplegain_fsm.machines.position_machine import POSITION_KIND
 from triplegain_fsm.models import Position
 from triplegain_fsm.money import ZERO
@@ -45,8 +46,11 @@ class PositionIndex:
         self._due: dict[str, float] = {}                 # position id -> when its work is due
         self._attempts: dict[str, int] = {}
         self._op_locks: dict[str, threading.RLock] = {}
+        self._amend_errors: dict[tuple[str, OrderRole], tuple[Decimal | None, KrakenError]] = {}  # last failure
         self._prepared: set[str] = set()                 # PENDING legs created with a fill, not yet sent
-        self.planner = ProtectionPlanner(orders, client.pairs, config, self._prepared, self.get_open_positions)
+        self.planner = ProtectionPlanner(
+            orders, client.pairs, config, self._prepared, self.get_open_positions,
+            lambda symbol: self.fresh_price(symbol, config.orders.price_max_age_seconds))
 
     # -- reads ------------------------------------------------------------------------------
     def get_position(self, position_id: str) -> Position | None:

@@ -166,16 +166,7 @@ class ProtectionSteps(PositionIndex):
             return self._amend_qty(position, step)
         if step.action == "amend_trigger":
             assert step.order is not None and step.role is not None
-            level = getattr(position, LEG_ROLES[step.role])
-            try:
-                self._amend_trigger(step.order, position, step.role, level)
-            except KrakenError as exc:
-                with self.guard.unit() as unit:
-                    unit.alert(alerts.MODIFY_FAILED, alerts.CRITICAL if step.role is OrderRole.STOP_LOSS
-                               else alerts.HIGH, f"{step.role.value} {step.order.id} rests at {step.order.stop_price}, "
-                               f"not {level}: {exc}", position_id=position.id, order_id=step.order.id)
-                return self._wait(position, f"trigger amend failed: {exc}")
-            return True
+            return self._amend_trigger(position, step.role, step.order)
         if step.action == "send":
             assert step.order is not None
             self._prepared.discard(step.order.id)
@@ -183,6 +174,9 @@ class ProtectionSteps(PositionIndex):
         if step.action == "trail":
             assert step.level is not None
             return self._trail(position, step.level)
+        if step.action == "crossed":
+            assert step.level is not None
+            return self._stop_crossed(position, step.level)
         if step.action == "keep_local":
             with self.guard.unit() as unit:
                 self._keep_take_profit_local(unit, position)
@@ -191,6 +185,20 @@ class ProtectionSteps(PositionIndex):
         with self.guard.unit() as unit:
             order = self._new_order(unit, position, step.role, step.qty)
         return self._send(position, order)
+
+    def _stop_crossed(self, position: Position, stop: Decimal) -> bool:
+        """positions.crossed_stop: close -- the stop it would place is already beyond the market."""
+        price = self.planner.price_of(position.symbol)
+        reason = f"stop {stop:f} already crossed (market {price}) when it was to be placed"
+        with self.guard.unit() as unit:
+            unit.alert(alerts.STOP_CROSSED, alerts.CRITICAL, f"position {position.id}: {reason}; closing at market",
+                       position_id=position.id, symbol=position.symbol)
+            unit.touch(position)  # before the change: a rollback restores it
+            position.close_reason = reason
+            unit.fire(position, "begin_close", reason=reason)
+            self._index(position)
+            self._schedule(unit, position, reason="stop crossed: close")
+        return True  # converge goes on with the close
 
     def _wait(self, position: Position, reason: str) -> bool:
         with self.guard.unit() as unit:
@@ -335,52 +343,69 @@ class ProtectionSteps(PositionIndex):
             self._schedule(unit, position, reason=f"close: {reason}")
         self.converge(position.id)
 
-    def _move_leg(self, position: Position, role: OrderRole, level: Decimal) -> None:
+    def _desire(self, unit: Unit, position: Position, role: OrderRole, level: Decimal) -> Decimal:
+        """Record a leg's desired level, to the tick, before any exchange call. Converge moves the
+        exchange there: one amend in flight per leg, always carrying the newest level (latest wins)."""
         name = LEG_ROLES[role]
-        order = self.planner.legs(position)[role]
-        if order is not None and order.state in RESTING and order.external_id:
-            try:
-                trigger = self._amend_trigger(order, position, role, level)
-            except KrakenError as exc:
-                with self.guard.unit() as unit:
-                    severity = alerts.CRITICAL if role is OrderRole.STOP_LOSS else alerts.HIGH
-                    unit.alert(alerts.MODIFY_FAILED, severity,
-                               f"moving {name} of {position.id} to {level} failed: {exc}; "
-                               f"keeping {getattr(position, name)}", position_id=position.id, order_id=order.id)
-                raise
-            with self.guard.unit() as unit:
-                unit.touch(position)
-                setattr(position, name, trigger)  # what the exchange holds, to the tick
-                unit.publish({"event": "position_modified", "position_id": position.id, name: trigger})
-                self._index(position)
-            return
-        with self.guard.unit() as unit:  # kept local, not placed yet, or in flight: converge places it
-            unit.touch(position)
-            setattr(position, name, level)
-            if order is not None and order.state == OrderStatus.PENDING.value:  # built, not sent: rebuild it
-                unit.touch(order)
-                _, order.stop_price, order.price = self.planner.leg_prices(position, role, level)
-            unit.publish({"event": "position_modified", "position_id": position.id, name: level})
-            self._reassess(unit, position)  # a level the exchange does not hold yet is not protection
-            self._index(position)
-            self._schedule(unit, position, reason=f"{name} moved")
-
-    def _amend_trigger(self, order: Order, position: Position, role: OrderRole, level: Decimal) -> Decimal:
-        """Move a resting leg at the exchange (trigger, and limit for -limit legs); record it once confirmed."""
-        assert order.external_id is not None
         _, trigger, limit = self.planner.leg_prices(position, role, level)
-        self.client.amend_order(order.external_id, trigger_price=trigger, limit_price=limit,
-                                pair=self.client.pairs.resolve(position.symbol).altname)
-        with self.guard.unit() as unit:
+        unit.touch(position)
+        setattr(position, name, trigger)
+        order = self.planner.legs(position)[role]
+        if order is not None and order.state == OrderStatus.PENDING.value:  # built, not sent: rebuild it
             unit.touch(order)
             order.stop_price, order.price = trigger, limit
+        unit.publish({"event": "position_modified", "position_id": position.id, name: trigger})
+        self._index(position)
         return trigger
 
-    def _trail(self, position: Position, level: Decimal) -> bool:
-        """Move the stop to the trailing level; a failure keeps the work due, with the poll interval."""
+    def _amend_trigger(self, position: Position, role: OrderRole, order: Order) -> bool:
+        """Move a resting leg to its newest desired level. The level is read when the call is sent --
+        after any wait for trading budget -- so every level asked for meanwhile shares this one amend."""
+        assert order.external_id is not None
+        name = LEG_ROLES[role]
+        sent: dict[str, Any] = {}
+
+        def latest() -> dict[str, Decimal | None]:
+            with self.guard.lock:
+                level = getattr(position, name)
+            _, trigger, limit = self.planner.leg_prices(position, role, level)
+            sent.update(level=level, trigger=trigger, limit=limit)
+            return {"trigger_price": trigger, "limit_price": limit}
+
         try:
-            self._move_leg(position, OrderRole.STOP_LOSS, level)
+            self.client.amend_order(order.external_id, pair=self.client.pairs.resolve(position.symbol).altname,
+                                    order_age=self.orders.age(order), latest=latest)
+        except UnknownOrder:  # it filled or was cancelled meanwhile: learn which, then plan again
+            self.orders.refresh([order])
+            return True
         except KrakenError as exc:
-            log.warning("trailing stop of %s not moved to %s: %s", position.id, level, exc)
-            return self._wait(position, f"trailing stop move failed: {exc}")
+            return self._amend_failed(position, role, order, sent.get("level"), exc)
+        with self.guard.unit() as unit:
+            unit.touch(order)
+            order.stop_price, order.price = sent["trigger"], sent["limit"]
+        self._amend_errors.pop((position.id, role), None)
+        return True
+
+    def _amend_failed(self, position: Position, role: OrderRole, order: Order, level: Decimal | None,
+                      exc: KrakenError) -> bool:
+        """A refusal (the exchange will never take this level) puts the desired level back to what the
+        exchange holds; a transient failure keeps it and retries after the poll interval."""
+        name = LEG_ROLES[role]
+        self._amend_errors[(position.id, role)] = (level, exc)
+        refused = not (exc.retry_safe or exc.outcome_unknown)
+        with self.guard.unit() as unit:
+            unit.alert(alerts.MODIFY_FAILED, alerts.CRITICAL if role is OrderRole.STOP_LOSS else alerts.HIGH,
+                       f"{role.value} {order.id} rests at {order.stop_price}, not {level}: {exc}"
+                       + ("; it stays there" if refused else "; retrying"),
+                       position_id=position.id, order_id=order.id)
+            if refused and getattr(position, name) == level and order.stop_price is not None:
+                unit.touch(position)
+                setattr(position, name, order.stop_price)
+                self._index(position)
+        return True if refused else self._wait(position, f"trigger amend failed: {exc}")
+
+    def _trail(self, position: Position, level: Decimal) -> bool:
+        """The trailing stop's new level is one more desired level; the next step amends towards it."""
+        with self.guard.unit() as unit:
+            self._desire(unit, position, OrderRole.STOP_LOSS, level)
         return True

@@ -151,20 +151,33 @@ class PositionTracker(ProtectionSteps):
 
     # -- modify ------------------------------------------------------------------------------------------------
     def modify_position(self, position_id: str, stop_loss: Any = None, take_profit: Any = None) -> Position:
-        """Move SL/TP at the exchange first; the local value changes only once Kraken confirmed (F08)."""
+        """Move SL/TP, at the exchange too (F08).
+
+        A level is a desired value, recorded (to the tick) before any exchange call; converge moves
+        the exchange to the newest one with at most one amend in flight per leg, so callers that
+        overlap share amends (latest wins). Returns once the exchange holds this level or a newer
+        one. When the exchange refuses the level, the position keeps what the exchange holds and
+        the refusal is raised; a transient failure is raised too, and the level is retried.
+        """
         new_sl = None if stop_loss is None else positive(stop_loss, "stop_loss")
         new_tp = None if take_profit is None else positive(take_profit, "take_profit")
-        with self._exclusive(position_id):
+        wanted: dict[OrderRole, Decimal] = {}
+        with self.guard.unit() as unit:
             position = self._require(position_id)
             if position.state not in (PositionStatus.UNPROTECTED.value, PositionStatus.PROTECTED.value,
                                       PositionStatus.OPENING.value):
                 raise IllegalTransition("position", position.id, position.state, "modify", "not modifiable")
             self._check_new_levels(position, new_sl, new_tp)
-            if new_sl is not None:
-                self._move_leg(position, OrderRole.STOP_LOSS, new_sl)
-            if new_tp is not None:
-                self._move_leg(position, OrderRole.TAKE_PROFIT, new_tp)
+            for role, level in ((OrderRole.STOP_LOSS, new_sl), (OrderRole.TAKE_PROFIT, new_tp)):
+                if level is not None:
+                    wanted[role] = self._desire(unit, position, role, level)
+            self._reassess(unit, position)  # a level the exchange does not hold yet is not protection
+            self._schedule(unit, position, reason="levels moved")
         self.converge(position.id)
+        for role, level in wanted.items():
+            failed = self._amend_errors.get((position.id, role))
+            if failed is not None and failed[0] == level:
+                raise failed[1]
         return position
 
     def _check_new_levels(self, position: Position, sl: Decimal | None, tp: Decimal | None) -> None:

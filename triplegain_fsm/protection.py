@@ -47,7 +47,7 @@ CONCLUSIONS = frozenset({"settle", "protected", "idle"})   # steps that make no 
 class Step:
     """One exchange call (or conclusion) the planner decided on."""
 
-    # place | send | amend_qty | amend_trigger | trail | keep_local | cancel | reopen | wait
+    # place | send | amend_qty | amend_trigger | trail | keep_local | crossed | cancel | reopen | wait
     # | settle | protected | idle
     action: str
     role: OrderRole | None = None
@@ -81,8 +81,10 @@ def holds_spot_balance(position: Position) -> bool:
 
 class ProtectionPlanner:
     def __init__(self, orders: OrderExecutionManager, pairs: PairRegistry, config: Config,
-                 prepared: set[str], open_positions: Callable[[], Iterable[Position]]) -> None:
+                 prepared: set[str], open_positions: Callable[[], Iterable[Position]],
+                 price_of: Callable[[str], Decimal | None]) -> None:
         self.orders = orders
+        self.price_of = price_of                 # the last fresh price of a symbol, None when unknown/stale
         self.pairs = pairs
         self.config = config
         self.prepared = prepared                 # PENDING legs created with a fill, not yet sent
@@ -139,6 +141,9 @@ class ProtectionPlanner:
             if level is None or location is LegLocation.LOCAL:
                 continue
             if order is None or order.is_final:
+                if role is OrderRole.STOP_LOSS and self.config.positions.crossed_stop == "close" \
+                        and self.crossed(position, level):
+                    return Step("crossed", role=role, level=level)
                 if role is OrderRole.TAKE_PROFIT and holds_spot_balance(position) \
                         and not self.stops_hold_pair(position.symbol):
                     return Step("keep_local", role=role)  # the pair's coins go to the stops first
@@ -148,6 +153,13 @@ class ProtectionPlanner:
             if order.state in RESTING and order.stop_price != self.leg_prices(position, role, level)[1]:
                 return Step("amend_trigger", role=role, order=order)  # moved while the leg was in flight
         return Step("protected")
+
+    def crossed(self, position: Position, stop: Decimal) -> bool:
+        """The market is already beyond the stop: placing it would trigger (or be refused) at once."""
+        price = self.price_of(position.symbol)
+        if price is None:
+            return False
+        return price <= stop if position.is_long else price >= stop
 
     def stops_hold_pair(self, symbol: str) -> bool:
         """Every spot position on the pair that asks for a stop has it resting, covering its size."""

@@ -137,7 +137,7 @@ class Reconciler:
             want, have = after.amounts.get(key, Decimal(0)), held.get(key, Decimal(0))
             if (have < want) if key[0] == "spot" and want > 0 else (have != want):
                 owners = after.owners.get(key, [])
-                drift.append({"asset": key[1], "kind": key[0], "core": str(want), "exchange": str(have),
+                drift.append({"asset": key[1], "kind": key[0], "core": _text(want), "exchange": _text(have),
                               "position_ids": [p.id for p in owners], **ids.get(key, {}),
                               "txids": self._txids(owners)})
         if drift:
@@ -229,3 +229,8 @@ class Reconciler:
             if row.ordertxid and row.ordertxid not in named["ordertxids"]:
                 named["ordertxids"].append(row.ordertxid)
         return exposure
+
+
+def _text(amount: Decimal) -> str:
+    """An amount as a person reads it: 0.1, not 0.10000000 or 1E-1."""
+    return format(amount.normalize(), "f")

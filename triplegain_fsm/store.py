@@ -35,7 +35,7 @@ _DECIMAL_COLUMNS = {
     if f.type in ("Decimal", "Decimal | None")
 }
 _DATETIME_COLUMNS = {"created_at", "updated_at", "opened_at", "closed_at", "unknown_since",
-                     "unprotected_since"}
+                     "unprotected_since", "placed_at"}
 _ENUM_COLUMNS: dict[str, type[Enum]] = {
     "side": OrderSide, "order_type": OrderType, "role": OrderRole,
     "stop_loss_location": LegLocation, "take_profit_location": LegLocation,

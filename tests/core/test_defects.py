@@ -342,7 +342,8 @@ def test_a_ratchet_skipped_behind_a_failing_amend_is_retried_by_the_poller(make_
     core.positions.enable_trailing_stop_for_position(position.id, distance_pct=2, activation_pct=0)
     core.paper.faults.fail_next("AmendOrder", "EService:Unavailable", times=8)
     core.price_tick("BTC/USD", D("45000"))
-    assert position.stop_loss == D("41000") and core.store.pending_work(), "the intent is recorded as due work"
+    assert stop_trigger_at_exchange(core, position) == D("41000") and position.stop_loss == D("44100")
+    assert core.store.pending_work(), "the intent is recorded as due work"
     core.paper.faults.clear()
     clock.advance(1)
     core.poll_once()

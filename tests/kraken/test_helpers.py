@@ -78,6 +78,17 @@ def test_cancel_order_unknown_order_is_raised(kx, mock, client):
     assert len(mock.calls) == 1
 
 
+def test_amend_order_with_latest_sends_the_fields_as_they_are_when_each_attempt_goes_out(kx, mock, client):
+    """A retried amend reads the level again: what changed while it waited is what it sends."""
+    mock.post(kx.private_url("AmendOrder"), **kx.err("EOrder:Rate limit exceeded"))  # certainly not done
+    mock.post(kx.private_url("AmendOrder"), **kx.ok({"amend_id": "TAM2"}))
+    levels = iter([Decimal("29000"), Decimal("29500")])
+    assert client.amend_order("OA", latest=lambda: {"trigger_price": next(levels)}) == {"amend_id": "TAM2"}
+    assert [body(c)["trigger_price"] for c in mock.calls] == ["29000", "29500"]
+    with pytest.raises(ValidationError):
+        client.amend_order("OA", latest=lambda: {"trigger_price": None})
+
+
 def test_cancel_order_needs_exactly_one_id(client):
     with pytest.raises(ValidationError):
         client.cancel_order()

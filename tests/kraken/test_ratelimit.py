@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from triplegain_fsm.kraken.ratelimit import TIERS, CounterBucket, Pacer, cancel_cost
+from triplegain_fsm.kraken.ratelimit import TIERS, CounterBucket, Pacer, amend_cost, cancel_cost
 
 pytestmark = pytest.mark.unit
 
@@ -55,6 +55,20 @@ def test_cost_above_maximum_is_a_bug():
                                            (200, 1), (300, 0), (1000, 0)])
 def test_cancel_cost_by_order_age(age, cost):
     assert cancel_cost(age) == cost
+
+
+@pytest.mark.parametrize(("age", "cost"), [(None, 4), (0, 4), (4.9, 4), (5, 3), (9, 3), (10, 2), (14.9, 2),
+                                           (15, 1), (3600, 1)])
+def test_amend_cost_by_order_age(age, cost):
+    """Kraken: 1, plus 3 / 2 / 1 when the order is younger than 5 / 10 / 15 s; unknown age = youngest."""
+    assert amend_cost(age) == cost
+
+
+def test_pacer_charges_an_old_orders_amend_its_real_cost(clock):
+    pacer = Pacer("starter", clock=clock, sleep=clock.sleep)
+    pacer.acquire("AmendOrder", pair="XBTUSD", order_age=60)
+    pacer.acquire("AmendOrder", pair="XBTUSD", order_age=7)
+    assert pacer.available("XBTUSD") == pytest.approx(60 - 1 - 3)
 
 
 def test_pacer_costs(clock):

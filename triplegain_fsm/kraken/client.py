@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -46,6 +46,14 @@ READ_METHODS = frozenset({
     "Balance", "BalanceEx", "TradeBalance", "Ledgers", "QueryLedgers", "GetWebSocketsToken",
     "CancelAllOrdersAfter",   # re-arming the same timer twice is harmless
 })
+
+
+class MetaStore(Protocol):
+    """Where a client may keep a few values across restarts (the core's store)."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
 
 
 class _Secret:
@@ -124,6 +132,14 @@ class KrakenClient:
     def __repr__(self) -> str:
         key = f"<redacted #{_fingerprint(self._key.reveal())}>" if self._key else "None"
         return f"KrakenClient(base_url={self.base_url!r}, tier={self.pacer.tier.name!r}, api_key={key})"
+
+    def keep_nonces(self, meta: MetaStore) -> None:
+        """Persist this key's nonce floor in `meta` (the core's store), so a restart starts above it."""
+        if self._lane is None or self._key is None:
+            return
+        name = f"nonce_floor:{_fingerprint(self._key.reveal(), 16)}"
+        stored = meta.get_meta(name)
+        self._lane.nonces.persist(int(stored) if stored else 0, lambda floor: meta.set_meta(name, str(floor)))
 
     def pause(self, seconds: float) -> None:
         """Every wait the client makes (pacer, retries, settling) goes through here."""
@@ -242,16 +258,30 @@ class KrakenClient:
                          pair=self._wire_pair(pair), order_age=order_age)
 
     def amend_order(self, txid: str, order_qty: Decimal | None = None, limit_price: Decimal | None = None,
-                    trigger_price: Decimal | None = None, *, pair: str | None = None) -> dict:
-        """AmendOrder in place (same txid, keeps fills and queue priority) -> {amend_id}."""
-        changes = {name: wire_decimal(to_decimal(value, name))
-                   for name, value in (("order_qty", order_qty), ("limit_price", limit_price),
-                                       ("trigger_price", trigger_price)) if value is not None}
-        if not changes:
-            raise ValidationError("amend_order: nothing to change")
-        params = {"txid": txid, **changes}
-        return self.call("AmendOrder", lambda: (params, False), private=True, should_retry=retry_not_placed,
-                         pair=self._wire_pair(pair))
+                    trigger_price: Decimal | None = None, *, pair: str | None = None,
+                    order_age: float | None = None,
+                    latest: Callable[[], Mapping[str, Decimal | None]] | None = None) -> dict:
+        """AmendOrder in place (same txid, keeps fills and queue priority) -> {amend_id}.
+
+        `order_age` (seconds) lets the pacer charge Kraken's real cost (1, more for a young order).
+        `latest`: instead of fixed values, a function called right before each attempt is sent --
+        after the pacer's wait -- that returns the newest fields, so a level that changed while
+        the call waited for budget goes out as it is now (latest wins).
+        """
+        fixed = {"order_qty": order_qty, "limit_price": limit_price, "trigger_price": trigger_price}
+
+        def build() -> tuple[dict[str, str], bool]:
+            values = latest() if latest is not None else fixed
+            changes = {name: wire_decimal(to_decimal(value, name)) for name, value in values.items()
+                       if value is not None}
+            if not changes:
+                raise ValidationError("amend_order: nothing to change")
+            return {"txid": txid, **changes}, False
+
+        if latest is None:
+            build()  # refuse an empty amendment before anything is paced or sent
+        return self.call("AmendOrder", build, private=True, should_retry=retry_not_placed,
+                         pair=self._wire_pair(pair), order_age=order_age)
 
     def cancel_all_orders_after(self, timeout: int) -> dict:
         """Dead man's switch: Kraken cancels ALL orders (stops included) unless re-armed; 0 disarms."""

@@ -52,8 +52,17 @@ TRADING_METHODS = frozenset({
 CANCEL_COST_BY_AGE: tuple[tuple[float, int], ...] = (
     (5, 8), (10, 6), (15, 5), (45, 4), (90, 2), (300, 1),
 )
-AMEND_COST = 4       # Kraken charges 1..4 depending on age; the worst case is assumed
+# Amending costs 1, plus this much for a young order: (younger than seconds, extra cost).
+AMEND_PENALTY_BY_AGE: tuple[tuple[float, int], ...] = ((5, 3), (10, 2), (15, 1))
+AMEND_COST = 4       # the worst case, charged when the order's age is not known
 UNKNOWN_PAIR = "?"   # cancels whose pair is not known share this one pessimistic counter
+
+
+def amend_cost(order_age: float | None) -> int:
+    """Trading-counter cost of amending an order this old (unknown age = youngest = worst)."""
+    if order_age is None:
+        return AMEND_COST
+    return 1 + next((cost for younger_than, cost in AMEND_PENALTY_BY_AGE if order_age < younger_than), 0)
 
 
 def cancel_cost(order_age: float | None) -> int:
@@ -161,7 +170,7 @@ class Pacer:
         if method in ("CancelOrder", "CancelOrderBatch"):
             return cancel_cost(order_age)
         if method in ("AmendOrder", "EditOrder"):
-            return AMEND_COST
+            return amend_cost(order_age)
         if method in ("AddOrder", "AddOrderBatch"):
             return 1
         return 0   # CancelAll / CancelAllOrdersAfter: on no per-pair counter we can name
