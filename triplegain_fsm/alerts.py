@@ -15,6 +15,7 @@ EXCHANGE_LOCKOUT = "exchange_lockout"
 MALFORMED_REPORT = "malformed_report"
 POSITION_VANISHED = "position_vanished"
 STOP_CROSSED = "stop_crossed"
+NO_STOP_LOSS = "no_stop_loss"
 
 CRITICAL = "critical"
 HIGH = "high"

@@ -410,6 +410,8 @@ class PositionsConfig(_Section):
     # A stop about to be placed whose trigger the market already crossed: close at market now
     # (alert stop_crossed), or place it anyway (Kraken may refuse it or trigger it at once).
     crossed_stop: Literal["close", "place"] = _setting("close")
+    # Refuse a proposal without a stop-loss (ProposalError). False: accept it, alert no_stop_loss.
+    require_stop_loss: bool = _setting(False)
 
     def _cross_check(self) -> None:
         if self.protection_retry_max_seconds < self.protection_retry_base_seconds:

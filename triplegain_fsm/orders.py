@@ -163,6 +163,8 @@ class OrderExecutionManager:
         if not symbol_cfg.enabled:
             raise ProposalError(f"symbol: {proposal.symbol} is disabled in the config")
         self._check_leverage(proposal, pair, symbol_cfg.max_leverage)
+        if proposal.stop_loss is None and self.config.positions.require_stop_loss:
+            raise ProposalError("stop_loss: positions.require_stop_loss refuses a trade without a stop-loss")
         order_type = proposal.effective_order_type
         limit_entry = order_type is OrderType.LIMIT and proposal.entry_price is not None
         reference = proposal.entry_price if limit_entry else self._market_price(proposal.symbol)
@@ -191,6 +193,10 @@ class OrderExecutionManager:
             position = self.positions.open_for(unit, proposal, order)
             order.position_id = position.id
             self.track(unit, order)
+            if proposal.stop_loss is None:
+                unit.alert(alerts.NO_STOP_LOSS, alerts.HIGH,
+                           f"position {position.id} ({proposal.symbol} {proposal.side.value}) opens without a "
+                           "stop-loss: nothing at the exchange limits its loss", position_id=position.id)
         try:
             self.send(order)
         finally:  # whatever send() met, a rejected entry closes its position (never an OPENING leftover)

@@ -426,3 +426,19 @@ def test_spot_a_take_profit_holding_coins_another_positions_stop_needs_goes_loca
     assert sorted(D(s["vol"]) for s in stops) == sorted((first_pos.size, second_pos.size))
     assert [leg["descr"]["ordertype"] for leg in spot_legs(core)].count("take-profit") == 0
     assert "position_unprotected" not in kinds(alerts)
+
+
+# -- issue 13 #5: a position without a stop-loss is never accepted silently ------------------------------------
+
+
+def test_a_proposal_without_a_stop_loss_alerts_or_is_refused(make_core, collect):
+    core = make_core()
+    _, alerts = collect(core)
+    result = core.orders.execute_trade(proposal(sl=None))
+    assert result.success
+    [alert] = [a.payload for a in alerts if a.payload["alert_type"] == "no_stop_loss"]
+    assert alert["severity"] == "high" and alert["position_id"] == result.position_id
+    strict = make_core(positions={"require_stop_loss": True})
+    with pytest.raises(ProposalError, match="require_stop_loss"):
+        strict.orders.execute_trade(proposal(sl=None))
+    assert strict.store.count("orders") == 0 and strict.paper.calls.count("AddOrder") == 0
