@@ -214,3 +214,21 @@ def test_every_disagreement_is_named() -> None:
         "fees: core 1.00 != exchange 1.02",
     ]
     assert bad.ticks_per_second == 5.0
+
+
+def test_the_verdict_fails_on_a_critical_alert_and_on_a_schedule_that_never_traded(tmp_path) -> None:
+    """Issue 13 #1: 'OK' used to mean only that the books agreed."""
+    from triplegain_fsm import TradeProposal
+    from triplegain_fsm.session import demo_config, demo_ticks, run_paper_session
+
+    ticks = demo_ticks()
+    config = demo_config(tmp_path / "refused.sqlite")
+    too_big = TradeProposal(symbol="BTC/USD", side="buy", size_usd=D("50000000"), stop_loss=D("30000"))
+    refused = run_paper_session(config, ticks, [(5, too_big)], symbol="BTC/USD")
+    assert refused.nothing_traded and not refused.ok
+    assert "no entry of the schedule was placed" in refused.problems()
+    assert len(refused.refused_actions) == 1
+    import attrs
+
+    alerted = attrs.evolve(refused, actions=(), critical_alerts={"position_unprotected": 63})
+    assert not alerted.ok and alerted.problems() == ["critical alerts: 63 position_unprotected"]

@@ -499,6 +499,10 @@ class _Session:
             open_exchange_orders=len(self.paper.open_orders()),
             open_positions=len(self.core.positions.get_open_positions()),
             alerts_by_type=dict(sorted(Counter(a["alert_type"] for a in store.alerts()).items())),
+            critical_alerts=dict(sorted(Counter(a["alert_type"] for a in store.alerts()
+                                                if a["severity"] == "critical").items())),
+            never_protected=tuple(p.id for p in store.load_positions() if p.entry_size > 0 and not any(
+                e["to_state"] == "PROTECTED" for e in store.events(p.id))),
         )
         return summary
 

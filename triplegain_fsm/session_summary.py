@@ -70,6 +70,18 @@ class SessionSummary:
     open_exchange_orders: int
     open_positions: int
     alerts_by_type: Mapping[str, int]
+    critical_alerts: Mapping[str, int] = attrs.field(factory=dict)   # alert type -> count, severity critical
+    never_protected: tuple[str, ...] = ()                            # positions that held size, never PROTECTED
+
+    @property
+    def refused_actions(self) -> tuple[ActionOutcome, ...]:
+        return tuple(a for a in self.actions if a.outcome.startswith(("not placed", "skipped")))
+
+    @property
+    def nothing_traded(self) -> bool:
+        """Entries were scheduled and not one of them was placed."""
+        entries = [a for a in self.actions if a.outcome.startswith(("not placed", "position "))]
+        return bool(entries) and all(a.outcome.startswith("not placed") for a in entries)
 
     @property
     def ticks_per_second(self) -> float:
@@ -81,9 +93,10 @@ class SessionSummary:
 
     @property
     def ok(self) -> bool:
-        """Clean end: nothing open anywhere, and both ledgers agree to the cent, per position and in total."""
-        return (self.open_exchange_orders == 0 and self.open_positions == 0 and not self.pnl_mismatches
-                and abs(self.core_pnl - self.exchange_pnl) < CENT and abs(self.total_fees - self.exchange_fees) < CENT)
+        """Clean end: nothing open anywhere, both ledgers agree to the cent, no critical alert (a position
+        left without its stop raises one), and the schedule traded at all. Positions closed before their
+        stop was placed are reported (`never_protected`), not failed: a close may rightly come first."""
+        return not self.problems()
 
     def problems(self) -> list[str]:
         found = []
@@ -97,6 +110,10 @@ class SessionSummary:
             found.append(f"total P&L: core {self.core_pnl} != exchange {self.exchange_pnl}")
         if abs(self.total_fees - self.exchange_fees) >= CENT:
             found.append(f"fees: core {self.total_fees} != exchange {self.exchange_fees}")
+        if self.critical_alerts:
+            found.append("critical alerts: " + ", ".join(f"{n} {kind}" for kind, n in self.critical_alerts.items()))
+        if self.nothing_traded:
+            found.append("no entry of the schedule was placed")
         return found
 
 

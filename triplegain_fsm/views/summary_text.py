@@ -49,9 +49,13 @@ def print_summary(summary: Any, out: TextIO) -> None:
     print(f"\nalerts: {alerts}", file=out)
     print(f"orders that filled in parts: {summary.partially_filled_orders}", file=out)
     print(f"open orders left on the paper exchange: {summary.open_exchange_orders}", file=out)
+    refused = summary.refused_actions
+    print(f"scheduled actions: {len(summary.actions)}, refused or skipped: {len(refused)}", file=out)
+    never = ", ".join(summary.never_protected) or "none"
+    print(f"positions that held size and were never protected: {never}", file=out)
     print(f"{summary.ticks:,} ticks in {summary.elapsed_seconds:.2f} s ({summary.ticks_per_second:,.0f} ticks/s)",
           file=out)
-    verdict = "OK: books agree to the cent, nothing left open" if summary.ok else "FAILED: " + "; ".join(
+    verdict = "OK: books agree to the cent, nothing left open, no critical alert" if summary.ok else "FAILED: " + "; ".join(
         summary.problems())
     print(verdict, file=out)
     print(f"store: {summary.store_path}  (triplegain-fsm status --store ...; triplegain-fsm events --store ...)",
