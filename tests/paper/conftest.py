@@ -92,3 +92,13 @@ def client_for():
 @pytest.fixture
 def client(exchange, client_for) -> KrakenTestClient:
     return client_for(exchange)
+
+WS_HEARTBEAT = 0.05   # seconds: fast heartbeats keep the WebSocket tests short
+
+
+@pytest.fixture
+def ws_server(exchange):
+    """The paper exchange's WebSocket v2 server on a free loopback port, shut down after the test."""
+    server = exchange.serve_ws(heartbeat_interval=WS_HEARTBEAT)
+    yield server
+    server.shutdown()

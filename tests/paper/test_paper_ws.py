@@ -20,13 +20,6 @@ HEARTBEAT = 0.05
 
 
 @pytest.fixture
-def ws_server(exchange):
-    server = exchange.serve_ws(heartbeat_interval=HEARTBEAT)
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture
 def open_probe(exchange, ws_server):
     probes: list[WsProbe] = []
 

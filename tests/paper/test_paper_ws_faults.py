@@ -14,13 +14,6 @@ MARKET_BUY = {"order_type": "market", "side": "buy", "order_qty": Decimal("0.01"
 
 
 @pytest.fixture
-def ws_server(exchange):
-    server = exchange.serve_ws(heartbeat_interval=HEARTBEAT)
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture
 def probe(exchange, ws_server):
     probe = WsProbe(ws_server.url, exchange.ws_tokens.issue()["token"])
     probe.recv()
