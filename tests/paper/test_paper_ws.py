@@ -336,8 +336,6 @@ def test_numbers_are_exact_json_numbers():
         dumps({"price": 0.1})
 
 
-@pytest.mark.xfail(strict=False, reason="seen once under load on py310: shutdown left a subscribed connection "
-                   "open and heartbeating (a race in WsServer.shutdown, not yet found); bounded so it cannot hang")
 def test_shutdown_closes_connections_and_leaves_no_threads(exchange):
     before = set(threading.enumerate())
     server = exchange.serve_ws(heartbeat_interval=HEARTBEAT)

@@ -32,7 +32,7 @@ class WsServer:
         if settings.heartbeat_interval <= 0:
             raise ValueError(f"heartbeat_interval: seconds > 0, got {settings.heartbeat_interval}")
         self.settings = settings
-        self._connections: set[Connection] = set()
+        self._connections: dict[Connection, threading.Thread] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server: Server = serve(self._handle, host, port, process_request=_check_path, ping_interval=None,
@@ -55,12 +55,12 @@ class WsServer:
     def _handle(self, ws: ServerConnection) -> None:
         connection = Connection(ws, self.settings, next(self._ids))
         with self._lock:
-            self._connections.add(connection)
+            self._connections[connection] = threading.current_thread()
         try:
             connection.run()
         finally:
             with self._lock:
-                self._connections.discard(connection)
+                self._connections.pop(connection, None)
 
     @property
     def connection_count(self) -> int:
@@ -81,6 +81,13 @@ class WsServer:
         self._closed = True
         self.settings.faults.detach(self.drop_all)
         self._server.shutdown()
+        # websockets < 15 (the newest on Python 3.10) leaves open connections open on shutdown:
+        # close ours whatever the version, then wait for their handler threads.
+        with self._lock:
+            open_now = dict(self._connections)
+        for connection, handler in open_now.items():
+            connection.ws.close(1001, "server shutting down")
+            handler.join()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
