@@ -133,7 +133,8 @@ class Order(OrderMachineMixin, MachineModel):
     average_fill_price: Decimal | None = None
     filled_cost: Decimal = ZERO           # cumulative quote cost of the fills (exchange figure)
     fee_amount: Decimal = ZERO
-    fee_currency: str = ""
+    fee_currency: str = ""                # the asset the exchange actually charged (from its fill reports)
+    trade_ids: str = ""                   # the exchange trade ids booked, comma-separated: a trade counts once
     position_id: str | None = None
     parent_id: str | None = None
     sibling_id: str | None = None

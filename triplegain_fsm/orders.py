@@ -18,8 +18,6 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from triplegain_fsm import alerts
 from triplegain_fsm.config import Config
 from triplegain_fsm.enums import OrderRole, OrderSide, OrderStatus, OrderType
@@ -35,7 +33,7 @@ from triplegain_fsm.kraken.order_request import OrderRequest
 from triplegain_fsm.kraken.params import add_order_params
 from triplegain_fsm.machines.order_machine import ORDER_KIND
 from triplegain_fsm.models import ExecutionResult, Order, TradeProposal
-from triplegain_fsm.reports import MalformedReport, OrderReport, check_against, parse_order_report
+from triplegain_fsm.order_sync import LIVE_STATES, UNKNOWN, OrderSyncMixin, PollReport, chunks
 from triplegain_fsm.unit import StateGuard, Unit
 
 if TYPE_CHECKING:
@@ -45,25 +43,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_LIVE = frozenset({OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value, OrderStatus.CANCEL_PENDING.value})
-_UNKNOWN = OrderStatus.SUBMITTED_UNKNOWN.value
+_LIVE = LIVE_STATES
+_UNKNOWN = UNKNOWN
+__all__ = ["OrderExecutionManager", "PollReport", "chunks"]
 
 
-@attrs.define
-class PollReport:
-    orders_polled: int = 0
-    api_calls: int = 0
-    fills: int = 0
-    settled_unknown: int = 0
-    errors: list[str] = attrs.field(factory=list)
-
-
-def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-class OrderExecutionManager:
+class OrderExecutionManager(OrderSyncMixin):
     def __init__(self, guard: StateGuard, client: KrakenClient, config: Config,
                  clock: Callable[[], float] = time.time) -> None:
         self.guard = guard
@@ -76,6 +61,7 @@ class OrderExecutionManager:
         self._live: dict[str, Order] = {}                   # not final: the poller's working set
         self._history: OrderedDict[str, Order] = OrderedDict()  # final, bounded by config
         self._by_txid: dict[str, Order] = {}
+        self._backfill: dict[str, Order] = {}               # orders a report asked REST about
 
     def age(self, order: Order) -> float | None:
         """Seconds since the exchange acknowledged the order; None when not known (priced as the youngest)."""
@@ -277,6 +263,8 @@ class OrderExecutionManager:
         except KrakenError as exc:
             self._record_failure(exc)
             with self.guard.unit() as unit:
+                if order.state != OrderStatus.PENDING.value:
+                    return exc   # the stream reported the order while the answer was lost: it is placed
                 if exc.outcome_unknown:
                     unit.fire(order, "submit_unknown", reason=str(exc))
                     unit.touch(order)  # before the change: a rollback restores it
@@ -300,12 +288,8 @@ class OrderExecutionManager:
                 self._index(order)
             raise
         self._record_success()
-        with self.guard.unit() as unit:
-            unit.touch(order)  # before the change: a rollback restores it
-            order.external_id = ack.txid
-            order.placed_at = self.now()
-            unit.fire(order, "acknowledge", reason="recovered by client order id" if ack.recovered else "accepted")
-            self._index(order)
+        with self.guard.unit() as unit:   # the stream may have reported it first: acknowledged once
+            self.acknowledge(unit, order, ack.txid, "recovered by client order id" if ack.recovered else "accepted")
         return None
 
     def _record_failure(self, exc: KrakenError) -> None:
@@ -356,148 +340,6 @@ class OrderExecutionManager:
                         unit.fire(order, "cancel_refused", reason=str(exc))
                 return False
         return True
-
-    # -- polling ------------------------------------------------------------------------------------
-    def poll_once(self) -> PollReport:
-        """One synchronous cycle: batch-query live orders, settle unknown ones, run due position work."""
-        report = PollReport()
-        with self.guard.lock:
-            live = [o for o in self._live.values() if o.state in _LIVE and o.external_id]
-            unknown = [o for o in self._live.values() if o.state == _UNKNOWN]
-        report.orders_polled = len(live)
-        self.refresh(live, report)
-        for order in [o for o in live if o.state == OrderStatus.CANCEL_PENDING.value]:
-            self._send_cancel(order)  # still open after a cancel whose answer was lost: ask again
-        for order in unknown:
-            self._settle_unknown(order, report)
-        if self.positions is not None:
-            self.positions.run_due_work()
-        return report
-
-    def refresh(self, orders: list[Order], report: PollReport | None = None) -> None:
-        """Query these orders (≤ batch size per call, in the pool when started) and apply what changed."""
-        report = report if report is not None else PollReport()
-        txids = [o.external_id for o in orders if o.external_id]
-        batches = list(chunks(txids, self.config.orders.query_batch_size))
-        report.api_calls += len(batches)
-        mapper = self.executor.map if self.executor is not None else map
-        for batch, outcome in zip(batches, mapper(self._query_batch, batches), strict=False):
-            if isinstance(outcome, Exception):
-                report.errors.append(f"QueryOrders {len(batch)} orders: {outcome}")
-                continue
-            self.apply_results(outcome, report)
-
-    def _query_batch(self, txids: list[str]) -> dict[str, Any] | Exception:
-        try:
-            result = self.client.query_orders(txids, trades=True)
-        except KrakenError as exc:
-            self._record_failure(exc)
-            log.warning("QueryOrders failed for %d orders: %s", len(txids), exc)
-            return exc
-        self._record_success()
-        return result
-
-    def apply_results(self, results: dict[str, Any], report: PollReport) -> None:
-        for txid, info in results.items():
-            order = self.order_by_txid(txid)
-            if order is None:
-                continue
-            try:
-                parsed = parse_order_report(txid, info)
-                check_against(parsed, order.filled_size)
-            except MalformedReport as exc:
-                report.errors.append(str(exc))
-                with self.guard.unit() as unit:
-                    unit.alert(alerts.MALFORMED_REPORT, alerts.WARNING, str(exc), order_id=order.id)
-                continue
-            with self.guard.unit() as unit:
-                report.fills += self.apply_report(unit, order, parsed)
-
-    def _settle_unknown(self, order: Order, report: PollReport) -> None:
-        """Find a SUBMITTED_UNKNOWN order by client order id; never assume either way."""
-        try:
-            found = self.client.find_order(order.client_order_id)
-        except KrakenError as exc:
-            self._record_failure(exc)
-            report.errors.append(f"look-up of {order.client_order_id}: {exc}")
-            return
-        report.api_calls += 2
-        if found is None:
-            since = order.unknown_since or order.created_at
-            deadline = since.timestamp() + self.config.exchange.submit_deadline_seconds + 60
-            if self.clock() < deadline:
-                return
-            with self.guard.unit() as unit:
-                unit.touch(order)  # before the change: a rollback restores it
-                order.error_message = "not at the exchange after its deadline: never placed"
-                unit.fire(order, "reject", reason=order.error_message)
-                self._index(order)
-                if self.positions is not None:
-                    self.positions.on_order_final(unit, order)
-            report.settled_unknown += 1
-            return
-        txid, info = found
-        with self.guard.unit() as unit:
-            unit.touch(order)  # before the change: a rollback restores it
-            order.external_id = txid
-            order.placed_at = order.unknown_since or self.now()  # it reached the exchange before it was unknown
-            unit.fire(order, "acknowledge", reason="found by client order id")
-            self._index(order)
-            report.settled_unknown += 1
-            if self.positions is not None:  # its position waited for this answer: it may act now
-                self.positions.on_order_settled(unit, order)
-            try:
-                parsed = parse_order_report(txid, info)
-                check_against(parsed, order.filled_size)
-            except MalformedReport as exc:
-                unit.alert(alerts.MALFORMED_REPORT, alerts.WARNING, str(exc), order_id=order.id)
-                return
-            report.fills += self.apply_report(unit, order, parsed)
-
-    def apply_report(self, unit: Unit, order: Order, report: OrderReport) -> int:
-        """Apply one exchange report to one order; returns the number of new fills (0 or 1)."""
-        fills = 0
-        if report.vol != order.size and not order.is_final:
-            unit.touch(order)
-            order.size = report.vol  # the exchange is the truth (an amend, or a manual edit)
-        trigger = report.trigger_price
-        if (trigger is not None and order.stop_price is not None and trigger != order.stop_price
-                and not order.is_final and self.positions is not None):
-            self.positions.on_trigger_moved(unit, order, trigger)  # an amend whose answer we never saw
-        if report.vol_exec > order.filled_size:
-            fills = self._apply_fill(unit, order, report)
-        if order.is_final:
-            return fills
-        if report.status == "closed" and order.state != OrderStatus.FILLED.value:
-            unit.fire(order, "cancelled", reason="closed short of its volume", payload=report.raw)
-        elif report.status == "canceled":
-            unit.fire(order, "cancelled", reason=report.reason or "canceled at the exchange", payload=report.raw)
-        elif report.status == "expired":
-            unit.fire(order, "expire", reason=report.reason or "expired", payload=report.raw)
-        self._index(order)
-        if order.is_final and self.positions is not None:
-            self.positions.on_order_final(unit, order)
-        return fills
-
-    def _apply_fill(self, unit: Unit, order: Order, report: OrderReport) -> int:
-        qty = report.vol_exec - order.filled_size
-        cost = report.cost - order.filled_cost
-        fee = report.fee - order.fee_amount
-        price = cost / qty if cost > 0 else report.avg_price
-        now = self.now()
-        fill_key = f"{order.id}:{format(report.vol_exec, 'f')}"
-        unit.write(lambda store: store.record_fill(fill_key, order.id, report.txid, list(report.trade_ids), qty,
-                                                   price, fee, report.vol_exec, now))
-        cumulative_cost = report.cost if report.cost > 0 else report.avg_price * report.vol_exec
-        unit.fire(order, "fill", reason=f"filled {qty} @ {price}", payload=report.raw,
-                  vol_exec=report.vol_exec, cost=cumulative_cost, fee=report.fee)
-        self._index(order)
-        unit.publish({"event": "order_fill", "order_id": order.id, "position_id": order.position_id,
-                      "symbol": order.symbol, "role": order.role.value, "qty": qty, "price": price, "fee": fee,
-                      "filled_size": order.filled_size, "size": order.size})
-        if self.positions is not None:
-            self.positions.on_order_fill(unit, order, qty, price, fee, cost if cost > 0 else qty * price)
-        return 1
 
     # -- restart -----------------------------------------------------------------------------------
     def restore(self, orders: Iterable[Order]) -> int:

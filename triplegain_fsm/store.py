@@ -40,6 +40,7 @@ _ENUM_COLUMNS: dict[str, type[Enum]] = {
     "side": OrderSide, "order_type": OrderType, "role": OrderRole,
     "stop_loss_location": LegLocation, "take_profit_location": LegLocation,
 }
+_FILL_EXTRA = {"cost": str, "fee_asset": str, "source": str}   # added with per-trade fills
 _BOOL_COLUMNS = {f.name for cls in (Order, Position) for f in attrs.fields(cls) if f.type == "bool"}
 _INT_COLUMNS = {f.name for cls in (Order, Position) for f in attrs.fields(cls) if f.type == "int"}
 
@@ -127,12 +128,14 @@ class Store:
                 "trigger": str, "reason": str, "payload_digest": str, "at": str,
             }, pk="seq")
             db.table("events").create_index(["entity", "entity_id"])
-        if "fills" not in db.table_names():
+        if "fills" not in db.table_names():   # fill_key: the exchange trade id (older fills: order:vol_exec)
             db.table("fills").create({
                 "fill_key": str, "order_id": str, "txid": str, "trade_ids": str, "qty": str,
-                "price": str, "fee": str, "vol_exec": str, "at": str,
+                "price": str, "fee": str, "vol_exec": str, "at": str, **_FILL_EXTRA,
             }, pk="fill_key")
             db.table("fills").create_index(["order_id"])
+        else:
+            _add_missing(db.table("fills"), list(_FILL_EXTRA))
         if "alerts" not in db.table_names():
             db.table("alerts").create({
                 "seq": int, "alert_type": str, "severity": str, "position_id": str,
@@ -194,15 +197,18 @@ class Store:
         )
 
     def record_fill(self, fill_key: str, order_id: str, txid: str | None, trade_ids: list[str],
-                    qty: Decimal, price: Decimal, fee: Decimal, vol_exec: Decimal, at: datetime) -> bool:
-        """Insert a fill once. The order machine's guard already refuses a repeated fill; the unique
-        key is the backstop, and hitting it means memory and store disagree: refuse loudly."""
+                    qty: Decimal, price: Decimal, fee: Decimal, vol_exec: Decimal, at: datetime, *,
+                    cost: Decimal | None = None, fee_asset: str | None = None, source: str | None = None) -> bool:
+        """Insert a fill (one exchange trade) once. The order's booked trade ids already refuse a
+        repeat; the unique key is the backstop, and hitting it means memory and store disagree:
+        refuse loudly. `fee` is in `fee_asset`."""
         self._require_tx()
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO fills (fill_key, order_id, txid, trade_ids, qty, price, fee, vol_exec, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO fills (fill_key, order_id, txid, trade_ids, qty, price, fee, vol_exec, at,"
+            " cost, fee_asset, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [fill_key, order_id, txid, ",".join(trade_ids), format(qty, "f"), format(price, "f"),
-             format(fee, "f"), format(vol_exec, "f"), at.isoformat()],
+             format(fee, "f"), format(vol_exec, "f"), at.isoformat(),
+             None if cost is None else format(cost, "f"), fee_asset, source],
         )
         if cursor.rowcount != 1:
             raise RuntimeError(f"fill {fill_key} already recorded: refusing to count it twice")

@@ -37,13 +37,13 @@ def wire(order_type, **kw):
     return add_order_params(req(order_type, **kw))
 
 
-BASE = {"pair": "XBTUSD", "type": "sell", "volume": "1.25"}
+BASE = {"pair": "XBTUSD", "type": "sell", "volume": "1.25", "oflags": "fciq"}   # fees in quote, always
 
 
 def test_market():
     w = wire(OrderType.MARKET)
     assert w.params == {**BASE, "ordertype": "market", "cl_ord_id": CL}
-    assert list(w.params) == ["pair", "type", "ordertype", "volume", "cl_ord_id"]
+    assert list(w.params) == ["pair", "type", "ordertype", "volume", "oflags", "cl_ord_id"]
     assert w.as_json is False
 
 
@@ -108,7 +108,7 @@ def test_all_options_together_in_order():
         deadline=deadline, validate=True))
     assert w.params == {
         "pair": "XBTUSD", "type": "buy", "ordertype": "limit", "volume": "0.0001", "price": "30000.1",
-        "leverage": "3", "reduce_only": "true", "oflags": "post", "timeinforce": "GTC", "cl_ord_id": CL,
+        "leverage": "3", "reduce_only": "true", "oflags": "fciq,post", "timeinforce": "GTC", "cl_ord_id": CL,
         "deadline": "2024-07-21T09:53:59.050Z", "validate": "true"}
 
 
@@ -140,7 +140,7 @@ def test_a_price_the_type_does_not_use_is_refused(order_type, kw):
 
 def test_viqc_only_on_market_buy_without_leverage():
     w = wire(OrderType.MARKET, side=OrderSide.BUY, volume=D("100"), volume_in_quote=True)
-    assert w.params["oflags"] == "viqc" and w.params["volume"] == "100"
+    assert w.params["oflags"] == "fciq,viqc" and w.params["volume"] == "100"
     with pytest.raises(IncompatibleFlagError):
         wire(OrderType.MARKET, side=OrderSide.SELL, volume_in_quote=True)
     with pytest.raises(IncompatibleFlagError):

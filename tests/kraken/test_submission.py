@@ -188,7 +188,7 @@ def test_wire_body_pair_altname_deadline_and_signature(kx, mock, client, clock):
     sent = fake.add_bodies[0]
     assert {k: v for k, v in sent.items() if k != "nonce"} == {
         "pair": "XBTUSD", "type": "buy", "ordertype": "limit", "volume": "0.5", "price": "30000.1",
-        "cl_ord_id": CL, "deadline": "2023-11-14T22:13:25.000Z"}
+        "cl_ord_id": CL, "oflags": "fciq", "deadline": "2023-11-14T22:13:25.000Z"}
     request = mock.calls[0].request
     assert request.headers["API-Sign"] == sign("/0/private/AddOrder", sent["nonce"], request.body.decode(),
                                                kx.API_SECRET)

@@ -225,7 +225,9 @@ def _margin(req: OrderRequest, pair_info: PairInfo | None) -> dict[str, str]:
 
 
 def _oflags(req: OrderRequest) -> str:
-    flags = []
+    # fciq always: Kraken's default charges a sell's fee in base, which would leave the position's
+    # stop asking for coins that are gone; the core's P&L and sizes assume fees in quote.
+    flags = ["fciq"]
     if req.post_only:
         if OrderType(req.order_type) is not OrderType.LIMIT:
             raise IncompatibleFlagError(f"post_only: only a limit order can be post-only, not {req.order_type}")
