@@ -268,12 +268,23 @@ def test_diagrams_check_of_a_missing_directory(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_reconcile_in_paper_mode_prints_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from triplegain_fsm.core import ExecutionCore
+
     config = tmp_path / "c.yaml"
     config.write_text("exchange:\n  mode: paper\nstorage:\n  path: r.sqlite\n", encoding="utf-8")
+    ExecutionCore.from_config(config).close()       # a store and the paper account it trades on
     assert cli.main(["reconcile", "--config", str(config)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["orders_checked"] == 0 and report["position_drift"] == [] and report["errors"] == []
-    assert (tmp_path / "r.sqlite").exists()
+    assert report["dry_run"] is False and report["resolved"] == [] and report["forgotten_orders"] == []
+
+
+def test_reconcile_of_a_missing_store_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("exchange:\n  mode: paper\nstorage:\n  path: r.sqlite\n", encoding="utf-8")
+    assert cli.main(["reconcile", "--config", str(config)]) == 2
+    assert "r.sqlite: no such store" in one_line(capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
 
 
 def test_reconcile_live_without_credentials_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -282,6 +293,7 @@ def test_reconcile_live_without_credentials_is_one_line(tmp_path: Path, monkeypa
     monkeypatch.delenv("KRAKEN_API_SECRET", raising=False)
     config = tmp_path / "c.yaml"
     config.write_text("exchange:\n  mode: live\nstorage:\n  path: r.sqlite\n", encoding="utf-8")
+    Store(tmp_path / "r.sqlite").close()
     assert cli.main(["reconcile", "--config", str(config)]) == 2
     assert "KRAKEN_API_KEY" in one_line(capsys.readouterr().err)
 

@@ -10,9 +10,11 @@ from typing import Any
 
 import attrs
 
+from triplegain_fsm.paper import market_data
 from triplegain_fsm.paper.engine import Engine
 from triplegain_fsm.paper.errors import ORDERS_LIMIT, PERMISSION_DENIED, KrakenRejection, invalid
 from triplegain_fsm.paper.fmt import rfc1123, rfc3339
+from triplegain_fsm.paper.pairs import PairSpec
 from triplegain_fsm.paper.params import parse_add_order, parse_amend, parse_bool, parse_int, parse_txids
 from triplegain_fsm.paper.ratelimit import RateLimiter, amend_cost, cancel_cost
 from triplegain_fsm.paper.ws_tokens import TokenBook
@@ -62,6 +64,40 @@ def assets(ctx: Context, params: Params) -> dict[str, Any]:
 
 def ticker(ctx: Context, params: Params) -> dict[str, Any]:
     return ctx.engine.ticker(_names(params, "pair"))
+
+
+def _one_pair(ctx: Context, params: Params) -> PairSpec:
+    names = _names(params, "pair")
+    if not names or len(names) != 1:
+        raise invalid("pair")
+    return ctx.engine.registry.resolve(names[0])
+
+
+def _bounded(params: Params, name: str, default: int, top: int) -> int:
+    value = parse_int(params, name, default)
+    if value is None or not 1 <= value <= top:
+        raise invalid(name)
+    return value
+
+
+def depth(ctx: Context, params: Params) -> dict[str, Any]:
+    """Depth (`pair`, `count` 1..500, default 100): synthetic levels around the last price (market_data)."""
+    return market_data.depth(ctx.engine, _one_pair(ctx, params), _bounded(params, "count", 100, market_data.MAX_DEPTH))
+
+
+def ohlc(ctx: Context, params: Params) -> dict[str, Any]:
+    """OHLC (`pair`, `interval` minutes of Kraken's set, default 1, `since`): candles of the prints."""
+    interval = parse_int(params, "interval", 1)
+    if interval not in market_data.INTERVALS:
+        raise invalid("interval")
+    return market_data.ohlc(ctx.engine, _one_pair(ctx, params), interval, _time(params, "since"))
+
+
+def recent_trades(ctx: Context, params: Params) -> dict[str, Any]:
+    """Trades (`pair`, `since` seconds or nanoseconds, `count` 1..1000): the prints of the tape."""
+    spec = _one_pair(ctx, params)
+    count = _bounded(params, "count", market_data.MAX_TRADES, market_data.MAX_TRADES)
+    return market_data.trades(ctx.engine, spec, market_data.since_seconds(_time(params, "since")), count)
 
 
 # -- private: orders ----------------------------------------------------------------------------
@@ -172,6 +208,7 @@ def get_websockets_token(ctx: Context, params: Params) -> dict[str, Any]:
 
 PUBLIC: dict[str, Handler] = {
     "Time": time_, "SystemStatus": system_status, "AssetPairs": asset_pairs, "Assets": assets, "Ticker": ticker,
+    "Depth": depth, "OHLC": ohlc, "Trades": recent_trades,
 }
 PRIVATE: dict[str, Handler] = {
     "AddOrder": add_order, "CancelOrder": cancel_order, "AmendOrder": amend_order, "CancelAll": cancel_all,

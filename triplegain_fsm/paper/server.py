@@ -6,16 +6,26 @@ a background thread for tests; `serve_forever()` blocks, for the CLI. A lost
 response closes the connection without an answer: the client sees a dropped
 connection (requests raises ConnectionError), the socket-level equivalent of the
 in-process adapter's ReadTimeout.
+
+Beside Kraken's paths the same port answers `/admin/price` (`paper.admin`: set a price,
+loopback clients only) when the server is given the exchange's `Admin`. `on_request`,
+if given, hears of every request once it is answered (`RequestRecord`: the CLI's
+`--verbose` log); it must not raise.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from triplegain_fsm.paper.api import KrakenApi
+import attrs
+
+from triplegain_fsm.paper.admin import Admin, is_admin_path
+from triplegain_fsm.paper.api import JSON, KrakenApi, Reply
 from triplegain_fsm.paper.errors import LostResponse
 from triplegain_fsm.paper.loopback import check_loopback
 
@@ -27,18 +37,61 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.05
 
 
-def _handler_class(api: KrakenApi) -> type[BaseHTTPRequestHandler]:
+@attrs.frozen
+class RequestRecord:
+    """One answered request, as `--verbose` prints it."""
+
+    client: str
+    http_method: str
+    path: str
+    status: int | None            # None: no answer (a scripted lost response)
+    errors: tuple[str, ...]       # Kraken's `error` list of the answer
+    millis: float
+
+    def line(self) -> str:
+        outcome = "no answer (lost response)" if self.status is None else str(self.status)
+        errors = f" {', '.join(self.errors)}" if self.errors else ""
+        return f"{self.client} {self.http_method} {self.path} -> {outcome}{errors} ({self.millis:.1f} ms)"
+
+
+def _errors_of(reply: Reply) -> tuple[str, ...]:
+    if reply.content_type != JSON or not reply.body.startswith(b"{"):
+        return ()
+    try:
+        errors = json.loads(reply.body).get("error") or ()
+    except (ValueError, AttributeError):
+        return ()
+    return (errors,) if isinstance(errors, str) else tuple(str(e) for e in errors)
+
+
+OnRequest = Callable[[RequestRecord], None]
+
+
+def _handler_class(api: KrakenApi, admin: Admin | None = None,
+                   on_request: OnRequest | None = None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "paper-kraken/1"
 
         def _serve(self) -> None:
+            began = time.perf_counter()
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            reply: Reply | None = None
             try:
-                reply = api.handle(self.command, self.path, dict(self.headers.items()), body)
+                if admin is not None and is_admin_path(self.path):
+                    reply = admin.handle(self.command, self.path, body, self.client_address[0])
+                else:
+                    reply = api.handle(self.command, self.path, dict(self.headers.items()), body)
             except LostResponse:
                 self.close_connection = True
                 return
+            finally:
+                if on_request is not None:
+                    on_request(RequestRecord(self.client_address[0], self.command, self.path,
+                                             None if reply is None else reply.status,
+                                             () if reply is None else _errors_of(reply),
+                                             (time.perf_counter() - began) * 1000))
+            assert reply is not None
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(reply.body)))
@@ -57,9 +110,10 @@ def _handler_class(api: KrakenApi) -> type[BaseHTTPRequestHandler]:
 class PaperServer:
     """A running loopback server: `.url` to point a client at, `.shutdown()` to stop it."""
 
-    def __init__(self, api: KrakenApi, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, api: KrakenApi, host: str = "127.0.0.1", port: int = 0, *, admin: Admin | None = None,
+                 on_request: OnRequest | None = None) -> None:
         check_loopback(host)
-        self._httpd = ThreadingHTTPServer((host, port), _handler_class(api))
+        self._httpd = ThreadingHTTPServer((host, port), _handler_class(api, admin, on_request))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
         self._serving = False
@@ -100,9 +154,11 @@ class PaperServer:
         self.shutdown()
 
 
-def serve(exchange: PaperExchange, host: str = "127.0.0.1", port: int = 0) -> PaperServer:
-    """Start serving `exchange` on a background thread; port 0 picks a free port."""
-    return PaperServer(exchange.api, host, port).start()
+def serve(exchange: PaperExchange, host: str = "127.0.0.1", port: int = 0, *, admin: bool = True,
+          on_request: OnRequest | None = None) -> PaperServer:
+    """Start serving `exchange` on a background thread; port 0 picks a free port. `admin`: answer /admin/price."""
+    return PaperServer(exchange.api, host, port, admin=Admin(exchange) if admin else None,
+                       on_request=on_request).start()
 
 
 def serve_forever(exchange: PaperExchange, port: int = 0, host: str = "127.0.0.1",
@@ -132,12 +188,14 @@ def serve_with_ws(exchange: PaperExchange, host: str = "127.0.0.1", port: int = 
 
 
 def serve_forever_with_ws(exchange: PaperExchange, port: int = 0, ws_port: int = 0, host: str = "127.0.0.1",
-                          ready: Callable[[str, str], None] | None = None) -> None:
-    """REST in the calling thread and WebSocket v2 beside it, until interrupted (both then closed).
+                          ready: Callable[[str, str], None] | None = None, *, admin: bool = True,
+                          on_request: OnRequest | None = None) -> None:
+    """REST (and /admin/price unless `admin` is False) in the calling thread and WebSocket v2 beside it,
+    until interrupted (both then closed).
 
     `ready(rest_url, ws_url)` is called once both sockets are bound.
     """
-    server = PaperServer(exchange.api, host, port)
+    server = PaperServer(exchange.api, host, port, admin=Admin(exchange) if admin else None, on_request=on_request)
     try:
         ws = exchange.serve_ws(host, ws_port)
     except BaseException:
