@@ -16,6 +16,8 @@ MALFORMED_REPORT = "malformed_report"
 POSITION_VANISHED = "position_vanished"
 STOP_CROSSED = "stop_crossed"
 NO_STOP_LOSS = "no_stop_loss"
+STREAM_DOWN = "stream_down"
+STREAM_RESTORED = "stream_restored"
 
 CRITICAL = "critical"
 HIGH = "high"

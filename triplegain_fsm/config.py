@@ -46,7 +46,10 @@ __all__ = [
     "Config",
     "ExchangeConfig",
     "FrozenDict",
+    "HeartbeatConfig",
     "LimitsConfig",
+    "MetricsConfig",
+    "NotificationsConfig",
     "OrdersConfig",
     "PaperConfig",
     "PositionsConfig",
@@ -167,6 +170,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         raise ConfigError(f"{path}: must be one of {choices}, got {_show(value)}")
     if origin in (dict, Mapping):
         return _coerce_map(value, get_args(tp)[1], path)
+    if origin is tuple:  # tuple[X, ...]: a YAML list, kept immutable
+        return _coerce_list(value, get_args(tp)[0], path)
     if _is_section(tp):
         if isinstance(value, tp):
             return value
@@ -201,6 +206,12 @@ def _coerce_map(value: Any, value_type: Any, path: str) -> FrozenDict[str, Any]:
             raise ConfigError(f"{path}.{key!r}: keys must be strings")
         result[key] = _coerce(item, value_type, f"{path}.{key}")
     return FrozenDict(result)
+
+
+def _coerce_list(value: Any, item_type: Any, path: str) -> tuple[Any, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{path}: must be a list, got {_show(value)}")
+    return tuple(_coerce(item, item_type, f"{path}[{index}]") for index, item in enumerate(value))
 
 
 def _to_decimal(value: Any, path: str) -> Decimal:
@@ -306,6 +317,21 @@ class ExchangeConfig(_Section):
     # many seconds of sending, which bounds how long a timed-out submission stays unknown.
     submit_deadline_seconds: int = _setting(5, ge=2, le=60)
     user_agent: str = _setting("triplegain-fsm/0.1")
+    # How fills are learnt: "websocket" (pushed by Kraken's executions stream; REST polling
+    # becomes a slow audit and the fallback) or "poll" (REST only, as before the stream).
+    stream: Literal["websocket", "poll"] = _setting("websocket")
+    # Kraken's authenticated WebSocket v2; a ws:// loopback URL points the stream at a fake.
+    ws_url: str = _setting("wss://ws-auth.kraken.com/v2")
+    # Where orders are placed while the stream is connected; REST otherwise, and always for a
+    # margin order below the pair's maximum leverage (WS add_order only knows "the maximum").
+    order_entry: Literal["websocket", "rest"] = _setting("websocket")
+    # No message (heartbeats included) for this long: the stream is down, polling takes over.
+    stream_stale_seconds: float = _setting(10.0, gt=0, le=120)
+    # While the stream is healthy, REST still audits open orders this often.
+    stream_audit_seconds: float = _setting(60.0, gt=0, le=3600)
+    # Shortest wait before reconnecting a dropped stream (Kraken bans IPs that reconnect
+    # more than ~150 times in 10 minutes); doubles with jitter up to 60 s.
+    stream_reconnect_seconds: float = _setting(5.0, gt=0, le=60)
 
     def __attrs_post_init__(self) -> None:
         # A trailing slash would make every request path start with '//'.
@@ -325,6 +351,11 @@ class ExchangeConfig(_Section):
             raise ConfigError(f"base_url: live mode signs requests with the API key; use https, got {self.base_url!r}")
         if not self.user_agent.strip():
             raise ConfigError("user_agent: must not be empty")
+        ws = urlsplit(self.ws_url)
+        if "@" in ws.netloc or ws.scheme not in ("ws", "wss") or not ws.hostname:
+            raise ConfigError(f"ws_url: must be a ws(s) URL without a user name, got {self.ws_url!r}")
+        if self.mode == "live" and ws.scheme != "wss" and ws.hostname not in _LOOPBACK_HOSTS:
+            raise ConfigError(f"ws_url: live mode sends the stream token; use wss, got {self.ws_url!r}")
         if self.key_file is not None and not self.key_file.strip():
             raise ConfigError("key_file: must be a path or null, got an empty string")
 
@@ -493,6 +524,90 @@ class PaperConfig(_Section):
         return str(path)
 
 
+# --------------------------------------------------------------------------- telemetry (issue 14)
+
+_URL_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://.")
+_ADDRESS_SCHEMES = frozenset({"http", "https", "json", "jsons", "xml", "xmls", "form", "forms"})
+
+
+def mask_url(url: str | None) -> str:
+    """A URL as logs and reprs may show it: the scheme (and, for plain web schemes, the host); never
+    a token, a password or a path (a Telegram bot token is the "host" of a tgram:// URL)."""
+    if url is None:
+        return "None"
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname if scheme in _ADDRESS_SCHEMES else None
+    try:
+        port = f":{parts.port}" if host and parts.port else ""
+    except ValueError:   # a ${VAR} placeholder where the port goes
+        port = ""
+    return f"{scheme}://{host}{port}/***" if host else f"{scheme}://***"
+
+
+def _mask_urls(urls: Any) -> str:
+    return repr(tuple(mask_url(u) for u in urls)) if isinstance(urls, tuple) else "'***'"
+
+
+def _mask_one(url: Any) -> str:
+    return repr(mask_url(url)) if isinstance(url, str) or url is None else "'***'"
+
+
+@attrs.frozen
+class MetricsConfig(_Section):
+    """Prometheus metrics (prometheus_client). `core.metrics.registry` exists whatever this says."""
+
+    # Port of the /metrics HTTP server, on 127.0.0.1 only; null = no server (a bot can still mount
+    # core.metrics.registry in its own web app); 0 = any free port (read core.metrics.port).
+    port: int | None = _setting(None, ge=0, le=65535)
+
+
+@attrs.frozen
+class NotificationsConfig(_Section):
+    """Alerts sent out through apprise, from a durable outbox that never blocks trading."""
+
+    # apprise URLs (tgram://, discord://, slack://, mailto://, ntfy://, json://, ...). ${NAME} is
+    # replaced from the environment when the core is built, so secrets stay out of this file;
+    # reprs and logs show only the scheme. Empty = no notifications (and no outbox rows).
+    urls: tuple[str, ...] = attrs.field(default=(), metadata={"rules": {}}, repr=_mask_urls)
+    # Alerts at or above this severity go to the outbox (critical > high > warning > info).
+    min_severity: Literal["critical", "high", "warning", "info"] = _setting("high")
+    # Connect and read timeout of one delivery attempt; a hung receiver holds only the delivery thread.
+    timeout_seconds: float = _setting(10.0, gt=0, le=120)
+    # A failed delivery is retried after base seconds, doubling up to max (per URL).
+    retry_base_seconds: float = _setting(5.0, gt=0, le=3600)
+    retry_max_seconds: float = _setting(300.0, gt=0, le=86400)
+
+    def _cross_check(self) -> None:
+        for index, url in enumerate(self.urls):
+            if not _URL_SCHEME_RE.match(url.strip()):  # the URL itself is never echoed: it may hold a token
+                raise ConfigError(f"urls[{index}]: must be an apprise URL like tgram://... or json://..., "
+                                  "got a string without a scheme://")
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ConfigError(f"retry_max_seconds: must be >= retry_base_seconds ({self.retry_base_seconds}),"
+                              f" got {self.retry_max_seconds}")
+
+
+@attrs.frozen
+class HeartbeatConfig(_Section):
+    """A ping to an external checker (healthchecks.io style), so a dead process is noticed from outside."""
+
+    # GET this URL after a healthy poll cycle, and URL/fail when the circuit breaker opens or the core
+    # stops on an error. ${NAME} is replaced from the environment; null = off.
+    url: str | None = attrs.field(default=None, metadata={"rules": {}}, repr=_mask_one)
+    # At most one ping per this many seconds (the checker's period should be a few of these).
+    every_seconds: float = _setting(60.0, gt=0, le=86400)
+    # Connect and read timeout of one ping; a slow checker holds only the heartbeat thread.
+    timeout_seconds: float = _setting(10.0, gt=0, le=120)
+
+    def _cross_check(self) -> None:
+        if self.url is None:
+            return
+        parts = urlsplit(self.url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError("url: must be an http(s) URL or null")
+
+
 _DEFAULT_SYMBOLS = FrozenDict({"BTC/USD": SymbolConfig(), "ETH/USD": SymbolConfig()})
 _DEFAULT_SYMBOL = SymbolConfig()
 
@@ -510,6 +625,9 @@ class Config(_Section):
     alerts: AlertsConfig = _setting(AlertsConfig())
     safety: SafetyConfig = _setting(SafetyConfig())
     paper: PaperConfig = _setting(PaperConfig())
+    metrics: MetricsConfig = _setting(MetricsConfig())
+    notifications: NotificationsConfig = _setting(NotificationsConfig())
+    heartbeat: HeartbeatConfig = _setting(HeartbeatConfig())
 
     def _cross_check(self) -> None:
         if self.exchange.account == "spot":

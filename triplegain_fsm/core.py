@@ -24,15 +24,18 @@ from triplegain_fsm.credentials import Credentials, load_credentials
 from triplegain_fsm.errors import ConfigError
 from triplegain_fsm.kraken.client import KrakenClient
 from triplegain_fsm.kraken.errors import KrakenError
+from triplegain_fsm.kraken.ws_orders import WsOrderEntry
 from triplegain_fsm.machines.order_machine import ORDER_KIND
 from triplegain_fsm.machines.position_machine import POSITION_KIND
 from triplegain_fsm.models import Order
 from triplegain_fsm.orders import OrderExecutionManager, PollReport
 from triplegain_fsm.poller import Poller
 from triplegain_fsm.positions import PositionTracker
-from triplegain_fsm.reconcile import Reconciler, SyncReport
+from triplegain_fsm.reconcile import Parts, Reconciler, SyncReport
 from triplegain_fsm.safety import CircuitBreaker
 from triplegain_fsm.store import Store
+from triplegain_fsm.stream_link import StreamLink
+from triplegain_fsm.telemetry import Telemetry
 from triplegain_fsm.unit import AlertPolicy, StateGuard
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class CoreStatus:
     open_positions: int
     circuit_open: bool
     poller_running: bool
+    stream: str = "off"    # connected | connecting | down (REST polling) | off (exchange.stream: poll)
 
 
 class ExecutionCore:
@@ -68,8 +72,9 @@ class ExecutionCore:
         self.clock = clock
         client.keep_nonces(store)
         policy = config.alerts
+        notify_at = config.notifications.min_severity if config.notifications.urls else None  # the outbox
         self.guard = StateGuard(store, self.bus, AlertPolicy(policy.log_level, policy.repeat_after_seconds,
-                                                             policy.persist))
+                                                             policy.persist, notify_at=notify_at))
         self.orders = OrderExecutionManager(self.guard, client, config, clock=clock)
         self.positions = PositionTracker(self.guard, client, config, self.orders, clock=clock)
         self.orders.positions = self.positions
@@ -78,11 +83,14 @@ class ExecutionCore:
         self.circuit = CircuitBreaker(safety.circuit_failure_threshold, safety.circuit_probe_seconds,
                                       self._circuit_changed, clock=clock)
         self.orders.circuit = self.circuit
-        self.reconciler = Reconciler(self)
-        self._poller = Poller(self.poll_once, config.orders.poll_interval_seconds, config.orders.poll_workers,
-                              self._use_pool)
+        self.reconciler = Reconciler(Parts(self.orders, self.positions, client, config, self.circuit))
+        self.stream: StreamLink | None = None   # built by start() when exchange.stream is websocket
+        self._ws_server: Any = None             # paper mode: the paper exchange's own WebSocket
+        self._poller = Poller(self.poll_once, self._poll_interval, config.orders.poll_workers, self._use_pool)
         self._last_reconcile = 0.0
         self._last_switch_refresh = 0.0
+        self.telemetry = Telemetry(self)      # metrics, notifications outbox, heartbeat (telemetry/)
+        self.metrics = self.telemetry.metrics
         self.restore()
 
     # -- construction ------------------------------------------------------------------------------
@@ -139,16 +147,54 @@ class ExecutionCore:
             report = self.sync_with_exchange()
         except KrakenError as exc:
             log.error("start-up reconciliation failed (%s); the poller will retry", exc)
+        self.telemetry.start()
+        self._start_stream()
         self._poller.start()
         return report
 
+    def _start_stream(self) -> None:
+        exchange = self.config.exchange
+        if exchange.stream != "websocket" or self.stream is not None:
+            return
+        url = exchange.ws_url
+        if self.paper is not None:   # the in-process paper exchange serves the stream itself, on loopback
+            self._ws_server = self.paper.serve_ws()
+            url = self._ws_server.url
+        self.stream = StreamLink(self.orders, self.positions, url, self.client.get_websockets_token,
+                                 stale_seconds=exchange.stream_stale_seconds,
+                                 reconnect_seconds=exchange.stream_reconnect_seconds,
+                                 on_change=self._stream_changed)
+        if exchange.order_entry == "websocket":   # REST whenever the socket cannot take the order
+            self.orders.entry = WsOrderEntry(self.stream.stream, self.client,
+                                             request_timeout=min(exchange.timeout_seconds,
+                                                                 float(exchange.submit_deadline_seconds)))
+        self.stream.start()
+
+    def _stream_changed(self, state: str) -> None:
+        self.metrics.stream_state(state)
+        if state != "connected":
+            self._poller.wake()    # fills are learnt by polling again: do not wait out the audit interval
+
+    def _poll_interval(self) -> float:
+        if self.stream is not None and self.stream.healthy:
+            return self.config.exchange.stream_audit_seconds
+        return self.config.orders.poll_interval_seconds
+
     def stop(self) -> None:
+        if self.stream is not None:
+            self.orders.entry = self.client
+            self.stream.stop()
+            self.stream = None
         self._poller.stop()
+        if self._ws_server is not None:
+            self._ws_server.shutdown()
+            self._ws_server = None
         if self.config.safety.dead_mans_switch_seconds:
             try:
                 self.client.cancel_all_orders_after(0)
             except KrakenError as exc:
                 log.error("could not disarm the dead man's switch: %s", exc)
+        self.telemetry.stop()
 
     def close(self) -> None:
         """Stop, detach this core's models from the process-wide machines, close the store."""
@@ -181,6 +227,13 @@ class ExecutionCore:
 
     def poll_once(self) -> PollReport:
         """One cycle: orders and protection, then reconciliation and the dead man's switch when due."""
+        report = self._poll_cycle()
+        if self.stream is not None:
+            self.stream.after_poll(report)
+        self.telemetry.poll_done(report)   # metrics and heartbeat: never raises, never waits
+        return report
+
+    def _poll_cycle(self) -> PollReport:
         if not self.circuit.allows_calls():
             return PollReport(errors=["exchange calls halted (lockout or authentication failure)"])
         self._refresh_switch()
@@ -219,7 +272,8 @@ class ExecutionCore:
     def status(self) -> CoreStatus:
         return CoreStatus(open_orders=len(self.orders.get_open_orders()),
                           open_positions=len(self.positions.get_open_positions()),
-                          circuit_open=self.circuit.is_open, poller_running=self._poller.running)
+                          circuit_open=self.circuit.is_open, poller_running=self._poller.running,
+                          stream=self.stream.state if self.stream is not None else "off")
 
     def _circuit_changed(self, opened: bool, reason: str) -> None:
         with self.guard.unit() as unit:
@@ -227,9 +281,12 @@ class ExecutionCore:
                 unit.alert(alerts.CIRCUIT_OPEN, alerts.CRITICAL, f"new entries paused: {reason}")
             else:
                 unit.alert(alerts.CIRCUIT_CLOSED, alerts.INFO, f"new entries allowed again: {reason}")
+        self.telemetry.circuit_changed(opened)
 
     def __enter__(self) -> ExecutionCore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None:
+            self.telemetry.failed()   # stopping on an error: the heartbeat's URL/fail goes out on close
         self.close()

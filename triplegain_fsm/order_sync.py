@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -34,13 +34,12 @@ from triplegain_fsm.executions import (
     trades_to_look_up,
 )
 from triplegain_fsm.kraken.errors import KrakenError
-from triplegain_fsm.models import Order
+from triplegain_fsm.models import Order, Position, TradeProposal
 from triplegain_fsm.reports import MalformedReport, OrderReport, check_against, parse_order_report
 from triplegain_fsm.unit import StateGuard, Unit
 
 if TYPE_CHECKING:
     from triplegain_fsm.kraken.client import KrakenClient
-    from triplegain_fsm.positions import PositionTracker
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +62,33 @@ def chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
+class PositionHooks(Protocol):
+    """What the order layer tells the position layer (positions.PositionTracker implements it).
+
+    The order layer knows only this interface, never the position module: imports run
+    one way (positions -> orders), and a position reacts to the order events it is handed.
+    """
+
+    def open_for(self, unit: Unit, proposal: TradeProposal, order: Order) -> Position: ...
+    def on_entry_sent(self, unit: Unit, order: Order) -> None: ...
+    def get_open_positions(self) -> list[Position]: ...
+    def fresh_price(self, symbol: str, max_age: float) -> Decimal | None: ...
+    def remember_price(self, symbol: str, price: Decimal) -> None: ...
+    def run_due_work(self) -> None: ...
+    def on_order_fill(self, unit: Unit, order: Order, qty: Decimal, price: Decimal, fee: Decimal,
+                      cost: Decimal) -> None: ...
+    def on_order_final(self, unit: Unit, order: Order) -> None: ...
+    def on_order_settled(self, unit: Unit, order: Order) -> None: ...
+    def on_trigger_moved(self, unit: Unit, order: Order, trigger: Decimal) -> None: ...
+
+
 class OrderSyncMixin:
     """The reading half of OrderExecutionManager (which provides these attributes)."""
 
     guard: StateGuard
     client: KrakenClient
     config: Config
-    positions: PositionTracker | None
+    positions: PositionHooks | None
     executor: Executor | None
     _live: dict[str, Order]
     _by_txid: dict[str, Order]

@@ -31,14 +31,14 @@ from triplegain_fsm.errors import (
 from triplegain_fsm.kraken.errors import KrakenError, KrakenRequestError, UnknownOrder
 from triplegain_fsm.kraken.order_request import OrderRequest
 from triplegain_fsm.kraken.params import add_order_params
+from triplegain_fsm.kraken.ws_orders import OrderEntry
 from triplegain_fsm.machines.order_machine import ORDER_KIND
 from triplegain_fsm.models import ExecutionResult, Order, TradeProposal
-from triplegain_fsm.order_sync import LIVE_STATES, UNKNOWN, OrderSyncMixin, PollReport, chunks
+from triplegain_fsm.order_sync import LIVE_STATES, UNKNOWN, OrderSyncMixin, PollReport, PositionHooks, chunks
 from triplegain_fsm.unit import StateGuard, Unit
 
 if TYPE_CHECKING:
     from triplegain_fsm.kraken.client import KrakenClient
-    from triplegain_fsm.positions import PositionTracker
     from triplegain_fsm.safety import CircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,10 @@ class OrderExecutionManager(OrderSyncMixin):
         self.client = client
         self.config = config
         self.clock = clock
-        self.positions: PositionTracker | None = None      # wired by ExecutionCore
+        self.positions: PositionHooks | None = None      # wired by ExecutionCore
         self.circuit: CircuitBreaker | None = None          # wired by ExecutionCore
         self.executor: Executor | None = None               # the poller's pool while started
+        self.entry: OrderEntry = client                     # where orders go: REST, or the stream's socket
         self._live: dict[str, Order] = {}                   # not final: the poller's working set
         self._history: OrderedDict[str, Order] = OrderedDict()  # final, bounded by config
         self._by_txid: dict[str, Order] = {}
@@ -259,7 +260,7 @@ class OrderExecutionManager(OrderSyncMixin):
     def send(self, order: Order) -> KrakenError | None:
         """Send a persisted PENDING order; every outcome ends in a persisted state. Returns the exchange error."""
         try:
-            ack = self.client.add_order(self.request_for(order))
+            ack = self.entry.add_order(self.request_for(order))
         except KrakenError as exc:
             self._record_failure(exc)
             with self.guard.unit() as unit:
@@ -328,7 +329,7 @@ class OrderExecutionManager(OrderSyncMixin):
         assert order.external_id is not None
         try:
             age = self.age(order)
-            self.client.cancel_order(txid=order.external_id, pair=self.client.pairs.resolve(order.symbol).altname,
+            self.entry.cancel_order(txid=order.external_id, pair=self.client.pairs.resolve(order.symbol).altname,
                                      order_age=age)
         except UnknownOrder:
             log.info("cancel of %s: exchange does not know it as open; looking it up", order.id)

@@ -16,13 +16,14 @@ log = logging.getLogger(__name__)
 
 
 class Poller:
-    def __init__(self, cycle: Callable[[], Any], interval: float, workers: int,
+    def __init__(self, cycle: Callable[[], Any], interval: float | Callable[[], float], workers: int,
                  on_pool: Callable[[ThreadPoolExecutor | None], None]) -> None:
         self.cycle = cycle
-        self.interval = interval
+        self.interval = interval    # a callable: the stream makes polling a slow audit while it is healthy
         self.workers = workers
         self.on_pool = on_pool
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.cycles = 0
@@ -43,6 +44,7 @@ class Poller:
 
     def stop(self, timeout: float | None = 30.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -59,4 +61,9 @@ class Poller:
             except Exception:  # one bad cycle must not kill the poller; it is logged and counted
                 self.failures += 1
                 log.exception("poll cycle failed")
-            self._stop.wait(self.interval)
+            self._wake.wait(self.interval() if callable(self.interval) else self.interval)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Run the next cycle now (the stream went down: polling must not wait out the audit interval)."""
+        self._wake.set()

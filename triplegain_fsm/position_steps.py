@@ -314,7 +314,7 @@ class ProtectionSteps(PositionIndex):
         order = step.order
         assert order is not None and order.external_id is not None
         try:
-            self.client.amend_order(order.external_id, order_qty=step.qty)
+            self.orders.entry.amend_order(order.external_id, order_qty=step.qty)
         except UnknownOrder:
             self.orders.refresh([order])
             return True
@@ -373,7 +373,7 @@ class ProtectionSteps(PositionIndex):
             return {"trigger_price": trigger, "limit_price": limit}
 
         try:
-            self.client.amend_order(order.external_id, pair=self.client.pairs.resolve(position.symbol).altname,
+            self.orders.entry.amend_order(order.external_id, pair=self.client.pairs.resolve(position.symbol).altname,
                                     order_age=self.orders.age(order), latest=latest)
         except UnknownOrder:  # it filled or was cancelled meanwhile: learn which, then plan again
             self.orders.refresh([order])

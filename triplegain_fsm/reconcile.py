@@ -18,7 +18,13 @@ from triplegain_fsm.orders import PollReport
 from triplegain_fsm.reports import MalformedReport, parse_position_row
 
 if TYPE_CHECKING:
-    from triplegain_fsm.core import ExecutionCore
+    from triplegain_fsm.config import Config
+    from triplegain_fsm.kraken.client import KrakenClient
+    from triplegain_fsm.orders import OrderExecutionManager
+    from triplegain_fsm.positions import PositionTracker
+    from triplegain_fsm.safety import CircuitBreaker
+    from triplegain_fsm.store import Store
+    from triplegain_fsm.unit import StateGuard
 
 
 REWARDS_SUFFIX = ".F"   # Kraken's balance key for the rewards-earning part of an asset
@@ -53,40 +59,59 @@ class SyncReport:
         return attrs.asdict(self)
 
 
+@attrs.frozen
+class Parts:
+    """What reconciliation reads and moves, handed in by the core: this module needs nothing above it."""
+
+    orders: OrderExecutionManager
+    positions: PositionTracker
+    client: KrakenClient
+    config: Config
+    circuit: CircuitBreaker
+
+    @property
+    def guard(self) -> StateGuard:
+        return self.orders.guard
+
+    @property
+    def store(self) -> Store:
+        return self.orders.guard.store
+
+
 class Reconciler:
-    def __init__(self, core: ExecutionCore) -> None:
-        self.core = core
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
 
     def run(self) -> SyncReport:
         """One poll cycle (fills, cancels, in-flight orders, protective work), then the comparisons
         a poll does not make: orders and holdings at the exchange that the core does not know."""
-        core = self.core
-        before = {o.id: (o.state, o.filled_size) for o in core.orders.get_open_orders()}
-        poll = core.orders.poll_once()
+        parts = self.parts
+        before = {o.id: (o.state, o.filled_size) for o in parts.orders.get_open_orders()}
+        poll = parts.orders.poll_once()
         report = SyncReport(orders_checked=len(before), unknown_settled=poll.settled_unknown, poll=poll)
         report.errors.extend(poll.errors)
         for order_id, (state, filled) in before.items():
-            now = core.orders.get_order(order_id)
+            now = parts.orders.get_order(order_id)
             if now is not None and (now.state, now.filled_size) != (state, filled):
                 report.orders_updated += 1
         try:
             self._unknown_orders(report)
             self._positions(report)
         except KrakenError as exc:  # reported, and counted by the circuit breaker; nothing is assumed
-            core.circuit.record_failure(exc)
+            parts.circuit.record_failure(exc)
             report.errors.append(f"reconcile: {exc}")
-        report.positions_reprotected = core.positions.reprotect_idle()
+        report.positions_reprotected = parts.positions.reprotect_idle()
         return report
 
     def _unknown_orders(self, report: SyncReport) -> None:
-        core = self.core
-        open_at_exchange = core.client.open_orders()
-        unknown = [txid for txid in open_at_exchange if core.orders.order_by_txid(txid) is None
-                   and not core.store.load_orders("external_id = ?", (txid,))]
+        parts = self.parts
+        open_at_exchange = parts.client.open_orders()
+        unknown = [txid for txid in open_at_exchange if parts.orders.order_by_txid(txid) is None
+                   and not parts.store.load_orders("external_id = ?", (txid,))]
         if not unknown:
             return
         report.unknown_exchange_orders = unknown
-        with core.guard.unit() as unit:
+        with parts.guard.unit() as unit:
             for txid in unknown:
                 info = open_at_exchange[txid]
                 descr = info.get("descr", {}) if isinstance(info, dict) else {}
@@ -105,25 +130,25 @@ class Reconciler:
         held still around the read is compared, in both directions, and only that can close a
         position as gone.
         """
-        core = self.core
+        parts = self.parts
         before = self._expectation()
         held: dict[tuple[str, str], Decimal] = {}
         ids: dict[tuple[str, str], dict[str, list[str]]] = {}
         try:  # whatever the config says (F05): a margin position opened by hand is drift on any account
             held.update(self._margin_exposure(ids))
         except KrakenError as exc:
-            if core.config.exchange.account == "margin":
+            if parts.config.exchange.account == "margin":
                 raise
             report.errors.append(f"OpenPositions (read on a spot account too): {exc}")
         except MalformedReport as exc:  # never close or adopt anything on data we cannot read
             report.errors.append(str(exc))
-            with core.guard.unit() as unit:
+            with parts.guard.unit() as unit:
                 unit.alert(alerts.MALFORMED_REPORT, alerts.HIGH, f"OpenPositions unreadable, not compared: {exc}")
             return
         if before.has_spot:
             held.update(self._spot_holdings())
         requery = PollReport()
-        core.orders.refresh([o for o in core.orders.working_orders() if o.external_id and o.position_id], requery)
+        parts.orders.refresh([o for o in parts.orders.working_orders() if o.external_id and o.position_id], requery)
         after = self._expectation()
         if requery.errors:  # the core's side may be stale: comparing it could invent a vanished position
             report.errors.extend(requery.errors)
@@ -146,9 +171,9 @@ class Reconciler:
 
     def _act_on_drift(self, report: SyncReport, drift: list[dict[str, Any]],
                       owners: dict[tuple[str, str], list[Any]]) -> None:
-        core = self.core
+        parts = self.parts
         gone = []
-        with core.guard.unit() as unit:
+        with parts.guard.unit() as unit:
             for item in drift:
                 unit.alert(alerts.EXCHANGE_DRIFT, alerts.CRITICAL,
                            f"{item['kind']} {item['asset']}: core holds {item['core']}, exchange {item['exchange']}",
@@ -167,14 +192,14 @@ class Reconciler:
                     gone.append(position.id)
         report.positions_closed = gone
         for pid in gone:
-            core.positions.converge(pid)  # cancels its legs: nothing is left orphaned
+            parts.positions.converge(pid)  # cancels its legs: nothing is left orphaned
 
     def _expectation(self) -> _Expectation:
         """The core's side of the comparison, read under the state lock so it is one moment."""
-        core = self.core
+        parts = self.parts
         expectation = _Expectation()
-        with core.guard.lock:
-            positions = core.positions.get_open_positions()
+        with parts.guard.lock:
+            positions = parts.positions.get_open_positions()
             for position in positions:
                 if position.entry_size == 0:
                     continue
@@ -185,28 +210,28 @@ class Reconciler:
                 expectation.owners.setdefault(key, []).append(position)
                 expectation.signature.setdefault(key, []).append(
                     (position.id, position.size, position.excess_size, position.entry_size, position.exit_size))
-                if any(o.state in _UNSETTLED for o in core.orders.working_for_position(position.id)):
+                if any(o.state in _UNSETTLED for o in parts.orders.working_for_position(position.id)):
                     expectation.unsettled.add(key)
             expectation.has_spot = any(p.leverage == 1 and p.entry_size for p in positions)
         return expectation
 
     def _key(self, position: Any) -> tuple[str, str]:
-        pair = self.core.client.pairs.resolve(position.symbol)
+        pair = self.parts.client.pairs.resolve(position.symbol)
         return ("margin", pair.altname) if position.leverage > 1 else ("spot", pair.base)
 
     def _txids(self, positions: list[Any]) -> list[str]:
         """The Kraken txids of these positions' orders: what a person looks up on the website."""
-        orders = [o for p in positions for o in self.core.orders.get_orders_for_position(p.id)]
+        orders = [o for p in positions for o in self.parts.orders.get_orders_for_position(p.id)]
         return [o.external_id for o in orders if o.external_id]
 
     def _spot_holdings(self) -> dict[tuple[str, str], Decimal]:
         """Balances by asset; a rewards balance (`XXBT.F`, `XBT.F`) is the same coins, earning."""
         names = {}
-        for pair in self.core.client.pairs.all():
+        for pair in self.parts.client.pairs.all():
             names[pair.base] = pair.base
             names[pair.wsname.split("/")[0]] = pair.base
         held: dict[tuple[str, str], Decimal] = {}
-        for asset, amount in self.core.client.balances().items():
+        for asset, amount in self.parts.client.balances().items():
             root = asset[:-len(REWARDS_SUFFIX)] if asset.endswith(REWARDS_SUFFIX) else asset
             key = ("spot", names.get(root, root))
             held[key] = held.get(key, Decimal(0)) + amount
@@ -215,8 +240,8 @@ class Reconciler:
     def _margin_exposure(self, ids: dict[tuple[str, str], dict[str, list[str]]]) -> dict[tuple[str, str], Decimal]:
         """Net open margin volume per pair; `ids` gets the posids and order txids behind each."""
         exposure: dict[tuple[str, str], Decimal] = {}
-        pairs = self.core.client.pairs
-        rows = self.core.client.open_positions()
+        pairs = self.parts.client.pairs
+        rows = self.parts.client.open_positions()
         if not isinstance(rows, dict):
             raise MalformedReport(f"OpenPositions: expected an object, got {type(rows).__name__}")
         for posid, raw in rows.items():

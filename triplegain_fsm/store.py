@@ -148,6 +148,12 @@ class Store:
             }, pk=("position_id", "kind"))
         if "meta" not in db.table_names():
             db.table("meta").create({"key": str, "value": str}, pk="key")
+        if "outbox" not in db.table_names():   # notifications to deliver (telemetry/notifier.py)
+            db.table("outbox").create({
+                "seq": int, "alert_type": str, "severity": str, "payload": str, "created_at": str,
+                "delivered_to": str, "attempts": int, "last_error": str, "delivered_at": str,
+            }, pk="seq")
+            db.execute("CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (seq) WHERE delivered_at IS NULL")
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     # -- transactions ----------------------------------------------------------
@@ -223,6 +229,27 @@ class Store:
              payload.get("order_id"), payload.get("message"), json.dumps(payload, default=str), at.isoformat()],
         )
 
+    # -- notifications outbox (written in the alert's own transaction; delivered by telemetry/notifier.py)
+    def enqueue_notification(self, payload: dict[str, Any], at: datetime) -> None:
+        self._require_tx()
+        self.db.execute(
+            "INSERT INTO outbox (alert_type, severity, payload, created_at, delivered_to, attempts)"
+            " VALUES (?, ?, ?, ?, '', 0)",
+            [payload.get("alert_type"), payload.get("severity"), json.dumps(payload, default=str), at.isoformat()],
+        )
+
+    def undelivered_notifications(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The oldest notifications not yet delivered to every target, oldest first."""
+        return self._select("SELECT * FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?", (limit,))
+
+    def mark_notification(self, seq: int, delivered_to: str, done_at: datetime | None, attempts: int,
+                          last_error: str | None = None) -> None:
+        """Record one delivery attempt: the targets reached so far, and `done_at` once all are."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE outbox SET delivered_to = ?, delivered_at = ?, attempts = ?, last_error = ? WHERE seq = ?",
+                [delivered_to, None if done_at is None else done_at.isoformat(), attempts, last_error, seq])
+
     def put_work(self, position_id: str, kind: str, detail: dict[str, Any], at: datetime,
                  attempts: int = 0, next_attempt_at: datetime | None = None, last_error: str | None = None) -> None:
         """Record protective work still to do; it survives a crash and is resumed on start."""
@@ -285,6 +312,11 @@ class Store:
 
     def count(self, table: str) -> int:
         return int(self._select(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+
+    def count_by_state(self, table: str) -> dict[str, int]:
+        """Rows of `orders` or `positions` per state (the telemetry's starting point)."""
+        return {row["state"]: int(row["n"]) for row in self._select(
+            f"SELECT state, COUNT(*) AS n FROM {table} GROUP BY state")}
 
     def close(self) -> None:
         with self._lock:

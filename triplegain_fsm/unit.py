@@ -44,6 +44,7 @@ class Unit:
         self._snapshots: dict[int, dict[str, Any]] = {}
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._alerts: list[dict[str, Any]] = []
+        self._outbox: list[dict[str, Any]] = []   # alerts to notify: stored with the alert, same transaction
         self._writes: list[Callable[[Store], Any]] = []
         self._new: set[int] = set()
 
@@ -53,7 +54,7 @@ class Unit:
 
     @property
     def changed(self) -> bool:
-        return bool(self._touched or self._alerts or self._writes)
+        return bool(self._touched or self._alerts or self._outbox or self._writes)
 
     def touch(self, model: Any, new: bool = False) -> Any:
         """Mark a model as changed by this unit (`new`: created by it, never stored before)."""
@@ -75,6 +76,8 @@ class Unit:
             return
         if self.alert_policy.persist:
             self._alerts.append(payload)
+        if self.alert_policy.notifies(payload):
+            self._outbox.append(payload)
         self.messages.append((RISK_ALERTS, payload))
 
     def publish(self, payload: dict[str, Any]) -> None:
@@ -92,6 +95,8 @@ class Unit:
                 self.store.save_position(model)
         for payload in self._alerts:
             self.store.record_alert(payload, now)
+        for payload in self._outbox:
+            self.store.enqueue_notification(payload, now)
         for operation in self._writes:
             operation(self.store)
 
@@ -148,18 +153,25 @@ def _hashable(value: Any) -> Any:
 
 
 class AlertPolicy:
-    """What happens to an alert besides the bus: logged at its severity, stored, and not
-    repeated for the same condition (`condition_key`) within `repeat_after` seconds."""
+    """What happens to an alert besides the bus: logged at its severity, stored, put in the
+    notifications outbox at or above `notify_at` (None: no notifications), and not repeated for
+    the same condition (`condition_key`) within `repeat_after` seconds."""
 
     LEVELS = {"critical": logging.CRITICAL, "high": logging.ERROR, "warning": logging.WARNING}
+    RANKS = {"info": 0, "warning": 1, "high": 2, "critical": 3}
 
     def __init__(self, log_level: str = "WARNING", repeat_after: float = 0.0, persist: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, notify_at: str | None = None) -> None:
         self.log_level = logging.getLevelName(log_level)
         self.repeat_after = repeat_after
         self.persist = persist
         self.clock = clock
+        self.notify_rank = None if notify_at is None else self.RANKS[notify_at]
         self._last: dict[tuple[Any, ...], float] = {}
+
+    def notifies(self, payload: dict[str, Any]) -> bool:
+        """An admitted alert at or above the notifications' minimum severity goes to the outbox."""
+        return self.notify_rank is not None and self.RANKS.get(payload.get("severity", ""), -1) >= self.notify_rank
 
     def admit(self, payload: dict[str, Any]) -> bool:
         """Log the alert; False when the same condition was alerted less than repeat_after ago."""

@@ -20,8 +20,15 @@ pytestmark = pytest.mark.integration
 ITERATIONS = 150
 
 
-def test_eight_threads_keep_every_invariant(make_core):
-    core = make_core(account="margin", limits={"max_open_positions": 5, "max_positions_per_symbol": 5})
+@pytest.mark.parametrize("stream", ["poll", "websocket"])
+def test_eight_threads_keep_every_invariant(make_core, stream):
+    """With the stream on, its thread applies pushed fills and cancels while all of this runs."""
+    core = make_core(account="margin", limits={"max_open_positions": 5, "max_positions_per_symbol": 5},
+                     exchange={"stream": stream, "stream_audit_seconds": 3600},
+                     orders={"poll_interval_seconds": 3600})
+    if stream == "websocket":
+        core.start()   # the stream thread (and an idle poller): pushed reports race everything below
+        assert core.stream is not None and core.stream.wait_connected(10)
     positions = []
     for _ in range(3):
         result = core.orders.execute_trade(TradeProposal(
@@ -69,6 +76,7 @@ def test_eight_threads_keep_every_invariant(make_core):
         t.join()
     assert errors == []
 
+    core.stop()       # the stream (if any) goes quiet before the books are compared
     core.poll_once()  # settle what the last ticks caused
     core.poll_once()
     exchange_open = core.paper.open_orders()

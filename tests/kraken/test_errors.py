@@ -28,6 +28,8 @@ CASES = [
     ("EAPI:Invalid key", E.InvalidKey, False, False, True, True),
     ("EAPI:Invalid signature", E.InvalidSignature, False, False, True, True),
     ("EAPI:Invalid nonce", E.InvalidNonce, False, False, True, True),
+    ("EAPI:Invalid token", E.InvalidWsToken, True, False, False, True),
+    ("ESession:Invalid session", E.InvalidWsToken, True, False, False, True),
     ("EService:Market in cancel_only mode", E.MarketCancelOnly, False, False, False, True),
     ("EService:Market in post_only mode", E.MarketPostOnly, False, False, False, True),
     ("EService:Market in limit_only mode", E.MarketRestricted, False, False, False, True),

@@ -1,4 +1,4 @@
-"""Kraken spot REST: signing, wire parameters, pair metadata, pacing, errors and the client.
+"""Kraken spot REST and WebSocket v2: signing, wire parameters, pairs, pacing, errors, client, stream.
 
 Names load on first use (like the top-level package), so importing one light module
 such as `triplegain_fsm.kraken.signing` does not pull in requests and tenacity.
@@ -22,6 +22,10 @@ _LAZY = {
     "WireOrder": "triplegain_fsm.kraken.params",
     "add_order_params": "triplegain_fsm.kraken.params",
     "Pacer": "triplegain_fsm.kraken.ratelimit",
+    "ExecutionStream": "triplegain_fsm.kraken.stream",
+    "StreamState": "triplegain_fsm.kraken.stream",
+    "StreamBatch": "triplegain_fsm.kraken.stream_cache",
+    "MergedReport": "triplegain_fsm.kraken.stream_cache",
     "set_testing": "triplegain_fsm.kraken.retry",
 }
 

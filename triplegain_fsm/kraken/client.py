@@ -126,7 +126,7 @@ class KrakenClient:
         self.max_attempts, self.max_retry_seconds = max_attempts, max_retry_seconds
         self.pacer = Pacer(tier, clock=clock, sleep=self.pause)
         self.pairs = PairRegistry(lambda: self.public("AssetPairs"))
-        self._submitter = OrderSubmitter(self, deadline_seconds=deadline_seconds, settle_seconds=settle_seconds,
+        self.submitter = OrderSubmitter(self, deadline_seconds=deadline_seconds, settle_seconds=settle_seconds,
                                          max_submissions=max_submissions, lookup_attempts=lookup_attempts)
 
     def __repr__(self) -> str:
@@ -213,7 +213,7 @@ class KrakenClient:
         Raises an `OrderRejected` subclass when it was certainly not placed, and
         `OrderOutcomeUnknown` when look-ups could not settle it.
         """
-        return self._submitter.submit(req)
+        return self.submitter.submit(req)
 
     def query_orders(self, txids: Sequence[str], trades: bool = True) -> dict[str, dict]:
         """QueryOrders for any number of txids (≤ 20 per call), merged."""
@@ -325,6 +325,18 @@ class KrakenClient:
             return to_decimal(entry["c"][0], "c[0]")
         except (TypeError, KeyError, IndexError, ValidationError):
             raise MalformedResponse(f"no last price (c[0]) for {pair.altname}", endpoint="Ticker") from None
+
+    def get_websockets_token(self) -> str:
+        """A fresh token for the private WebSocket v2 (GetWebSocketsToken; use it within 15 minutes).
+
+        Never logged, and never echoed in an error: a result without a usable token raises
+        `MalformedResponse` naming only what is wrong. A key without the "WebSocket interface"
+        permission gets `PermissionDenied`.
+        """
+        token = self.private("GetWebSocketsToken").get("token")
+        if not isinstance(token, str) or not token:
+            raise MalformedResponse("result has no 'token' string", endpoint="GetWebSocketsToken")
+        return token
 
     def system_status(self) -> str:
         """online | maintenance | cancel_only | post_only."""

@@ -155,6 +155,25 @@ class MissingCredentials(AuthError):
     """A private call was attempted without an API key and secret; nothing was sent."""
 
 
+class InvalidWsToken(OrderRejected):
+    """`EAPI:Invalid token` / `ESession:Invalid session`: the WebSocket v2 token was refused
+    (unused for 15 minutes, or invalidated by Kraken). Nothing was executed.
+
+    Retry-safe with a FRESH token: the stream fetches one and reconnects.
+    """
+
+    retry_safe = True
+
+
+class StreamNotConnected(OrderRejected):
+    """A WebSocket v2 request was refused before sending: the stream is not connected.
+
+    Nothing left the process, so the caller may send the request another way (REST) at once.
+    """
+
+    retry_safe = True
+
+
 class RateLimitError(OrderRejected):
     """Refused for pace, not content: certainly not executed, and retry-safe after waiting."""
 
@@ -363,6 +382,8 @@ ERROR_TABLE: tuple[tuple[str, type[KrakenError]], ...] = (
     ("EAPI:Invalid signature", InvalidSignature),
     ("EAPI:Invalid nonce", InvalidNonce),
     ("EAPI:Rate limit exceeded", ApiRateLimitExceeded),
+    ("EAPI:Invalid token", InvalidWsToken),       # WebSocket v2 only
+    ("ESession:Invalid session", InvalidWsToken),  # WebSocket v2 only
     ("EService:Market in cancel_only mode", MarketCancelOnly),
     ("EService:Market in post_only mode", MarketPostOnly),
     ("EService:Market in limit_only mode", MarketRestricted),

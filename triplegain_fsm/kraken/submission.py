@@ -12,6 +12,10 @@ resent blindly:
 4. look-ups keep failing -> `OrderOutcomeUnknown`: the core parks the order in
    SUBMITTED_UNKNOWN and lets reconciliation settle it.
 
+Each submission is carried by a `Sender` (REST AddOrder by default; `kraken.ws_orders`
+passes one that sends WebSocket v2 `add_order`): the look-up and the resend rule are
+the same whatever carried it, and they always look up by REST.
+
 A definite refusal (`OrderRejected`) is raised as is; rate limits and throttling
 (which prove nothing was executed) are retried after the pacer waits.
 
@@ -22,6 +26,7 @@ Kraken's by more than the margin, "not found" could be concluded too early.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -49,14 +54,32 @@ class AddOrderAck:
     recovered: bool = False
 
 
-class _LastDeadline:
-    """The deadline (unix seconds) of the most recent attempt actually built for sending."""
+class Attempt:
+    """One submission of one order. `stamped()` is the request as it goes out, with a fresh deadline.
 
-    value: float | None = None
+    A sender calls `stamped()` right before each send (after any wait for budget), and
+    `deadline` remembers the last one handed out: None means nothing was ever built for
+    sending, so nothing can have reached the exchange.
+    """
+
+    def __init__(self, req: OrderRequest, pair: PairInfo, clock: Callable[[], float], deadline_seconds: float) -> None:
+        self.request, self.pair = req, pair
+        self._clock, self._seconds = clock, deadline_seconds
+        self.deadline: float | None = None      # unix seconds
+
+    def stamped(self) -> OrderRequest:
+        self.deadline = self._clock() + self._seconds
+        return attrs.evolve(self.request, pair=self.pair.altname,
+                            deadline=datetime.fromtimestamp(self.deadline, tz=timezone.utc))
+
+
+# How one submission goes out (REST by default; `kraken.ws_orders` sends over the WebSocket).
+# It returns the ack or raises a KrakenError, which the submitter settles by cl_ord_id.
+Sender = Callable[[Attempt], AddOrderAck]
 
 
 class OrderSubmitter:
-    """Runs the submit / look up / resend loop for one client."""
+    """Runs the submit / look up / resend loop for one client, whatever carries each submission."""
 
     def __init__(self, client: KrakenClient, *, deadline_seconds: float = 5.0, settle_seconds: float = 3.0,
                  max_submissions: int = 2, lookup_attempts: int = 4) -> None:
@@ -68,41 +91,43 @@ class OrderSubmitter:
         self.deadline_seconds, self.settle_seconds = deadline_seconds, settle_seconds
         self.max_submissions, self.lookup_attempts = max_submissions, lookup_attempts
 
-    def submit(self, req: OrderRequest) -> AddOrderAck:
+    def submit(self, req: OrderRequest, send: Sender | None = None) -> AddOrderAck:
+        """Place `req` at most once; `send` carries each submission (default: REST AddOrder)."""
+        send = self.send_rest if send is None else send
         pair = self._client.pairs.resolve(req.pair)
         add_order_params(attrs.evolve(req, pair=pair.altname), pair)   # refuse a bad request before any send
         last_error: KrakenError | None = None
         for submission in range(1, self.max_submissions + 1):
-            sent = _LastDeadline()
+            attempt = Attempt(req, pair, self._client.clock, self.deadline_seconds)
             try:
-                return self._send(req, pair, sent)
+                return send(attempt)
             except KrakenError as exc:
-                if exc.order_not_placed or req.validate or sent.value is None:
+                if exc.order_not_placed or req.validate or attempt.deadline is None:
                     raise
                 last_error = exc
             logger.warning("AddOrder %s (submission %d): outcome unknown (%s); looking it up",
                            req.cl_ord_id, submission, type(last_error).__name__)
-            found = self._settle(req.cl_ord_id, sent.value)
+            found = self.settle(req.cl_ord_id, attempt.deadline)
             if found is not None:
                 logger.info("AddOrder %s: found as %s after an unknown outcome", req.cl_ord_id, found[0])
                 return AddOrderAck(txid=found[0], description=_description(found[1]), recovered=True)
             logger.warning("AddOrder %s: not placed (deadline passed, not found)", req.cl_ord_id)
         raise SubmissionNotPlaced(req.cl_ord_id, self.max_submissions, cause=last_error)
 
-    def _send(self, req: OrderRequest, pair: PairInfo, sent: _LastDeadline) -> AddOrderAck:
+    def send_rest(self, attempt: Attempt) -> AddOrderAck:
+        """One submission by REST AddOrder (paced and retried by the client on not-placed errors)."""
         def build() -> tuple[dict[str, str], bool]:
-            now = self._client.clock()
-            sent.value = now + self.deadline_seconds
-            deadline = datetime.fromtimestamp(sent.value, tz=timezone.utc)
-            wire = add_order_params(attrs.evolve(req, pair=pair.altname, deadline=deadline), pair)
+            wire = add_order_params(attempt.stamped(), attempt.pair)
             return wire.params, wire.as_json
 
         result = self._client.call("AddOrder", build, private=True, should_retry=retry_not_placed,
-                                   pair=pair.altname)
-        return _ack(result, req.validate)
+                                   pair=attempt.pair.altname)
+        return _ack(result, attempt.request.validate)
 
-    def _settle(self, cl_ord_id: str, deadline: float) -> tuple[str, dict] | None:
-        """Found -> (txid, info); certainly not placed -> None; cannot tell -> OrderOutcomeUnknown."""
+    def settle(self, cl_ord_id: str, deadline: float) -> tuple[str, dict] | None:
+        """Look `cl_ord_id` up (REST, whatever carried the submission) until it is found or `deadline`
+        plus the settle margin has passed: found -> (txid, info); certainly not placed -> None;
+        cannot tell -> OrderOutcomeUnknown."""
         settle_at = deadline + self.settle_seconds
         failures, polls = 0, 0
         last_error: KrakenError | None = None
