@@ -72,7 +72,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]
     store, report = where / "demo.sqlite", where / "demo.html"
     done = run("paper", "--store", str(store), "--report", str(report), "--quiet")
     assert done.returncode == 0, done.stderr
-    assert f"report: {report} (1,2" in done.stdout and "39 order events" in done.stdout
+    assert f"report: {report} (1,2" in done.stdout and "34 order events" in done.stdout
     yield store, report
 
 
@@ -104,7 +104,7 @@ def test_report_marks_every_order_event_once_and_references_nothing_outside(demo
     assert "http://" not in html and "https://" not in html
     assert not {"script", "link", "img", "iframe"} & parsed.tags and "svg" in parsed.tags
     order_events = query(store, "SELECT seq FROM events WHERE entity = 'order' ORDER BY seq")
-    assert len(order_events) == 39      # 13 placed, 5 partly filled, 10 filled, 5 rejected, 3+3 cancel steps
+    assert len(order_events) == 34      # 13 placed, 5 partly filled, 10 filled, 3+3 cancel steps; none rejected
     markers = [int(i.rsplit("-", 1)[1]) for i in parsed.ids if re.fullmatch(r"order-event-\d+", i)]
     assert sorted(markers) == [e["seq"] for e in order_events]          # one marker each, no other
     levels = query(store, "SELECT position_id, stop_loss, take_profit FROM levels ORDER BY seq")
@@ -137,7 +137,7 @@ def test_report_command_renders_a_past_store_and_writes_nothing_beside_it(demo: 
     done = run("report", "--store", str(copy))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"report: {tmp_path / 'past.html'} (")
-    assert sum(1 for i in parse((tmp_path / "past.html").read_text("utf-8")).ids if i.startswith("order-event-")) == 39
+    assert sum(1 for i in parse((tmp_path / "past.html").read_text("utf-8")).ids if i.startswith("order-event-")) == 34
     out = tmp_path / "elsewhere.html"
     assert run("report", "--store", str(copy), "--output", str(out)).returncode == 0 and out.is_file()
     assert copy.read_bytes() == before and siblings(copy) == []

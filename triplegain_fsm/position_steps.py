@@ -182,9 +182,30 @@ class ProtectionSteps(PositionIndex):
                 self._keep_take_profit_local(unit, position)
             return True
         assert step.role is not None
+        if step.role is OrderRole.TAKE_PROFIT and holds_spot_balance(position) \
+                and not self._coins_free_for(position, step.qty):
+            with self.guard.unit() as unit:   # no AddOrder Kraken must refuse, no REJECTED row
+                self._keep_take_profit_local(unit, position)
+                unit.publish({"event": "take_profit_kept_locally", "position_id": position.id,
+                              "reason": "the pair's available balance does not cover it beside the stops"})
+            return True
         with self.guard.unit() as unit:
             order = self._new_order(unit, position, step.role, step.qty)
         return self._send(position, order)
+
+    def _coins_free_for(self, position: Position, qty: Decimal) -> bool:
+        """Spot: does BalanceEx's available base (balance - hold_trade) cover a take-profit of `qty`?
+
+        Read fresh, right before the decision: a REST read costs no trading-counter point,
+        a refused AddOrder does. Unreadable means no: the take-profit is watched locally.
+        """
+        try:
+            available = self.client.available_balances()
+        except KrakenError as exc:
+            log.info("BalanceEx unreadable (%s): take-profit of %s kept local", exc, position.id)
+            return False
+        base = self.client.pairs.resolve(position.symbol).base
+        return available.get(base, ZERO) >= qty
 
     def _stop_crossed(self, position: Position, stop: Decimal) -> bool:
         """positions.crossed_stop: close -- the stop it would place is already beyond the market."""

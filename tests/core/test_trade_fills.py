@@ -146,3 +146,27 @@ def test_a_fee_charged_in_base_shrinks_the_position_and_its_stop(make_core):
     core.poll_once()
     stops = [o for o in core.orders.working_for_position(position.id) if o.role.value == "stop_loss"]
     assert stops and all(s.size <= position.size for s in stops)
+
+
+# -- spot take-profits: no refused order by design (issue 11 #6) --------------------------------------------
+
+def test_a_spot_take_profit_without_free_coins_is_kept_local_without_any_add_order(make_core):
+    core = make_core()
+    result = core.orders.execute_trade(buy(entry=None))
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    assert position.state == "PROTECTED" and position.take_profit_location.value == "local"
+    sent = [c for c in core.paper.calls.all() if c.method == "AddOrder"]
+    assert len(sent) == 2 and "BalanceEx" in [c.method for c in core.paper.calls.all()]   # entry + stop only
+    assert not core.store.load_orders("state = 'REJECTED'")
+
+
+def test_a_spot_take_profit_goes_to_the_exchange_when_free_coins_cover_it(make_core):
+    core = make_core(paper={"balances": {"ZUSD": "1000000", "XXBT": "1"}})
+    result = core.orders.execute_trade(buy(entry=None))
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    assert position.take_profit_location.value == "exchange"
+    tp = core.orders.get_order(position.take_profit_order_id)
+    assert tp.state == "OPEN" and tp.size == position.size
+    assert not core.store.load_orders("state = 'REJECTED'")

@@ -337,7 +337,9 @@ class Call:
 CALLS: dict[str, Call] = {
     "AddOrder:entry": Call("AddOrder", entry_add_order),
     "AddOrder:stop_loss": Call("AddOrder", stop_loss_add_order),
-    "AddOrder:take_profit": Call("AddOrder", take_profit_add_order),
+    # spot: the take-profit goes to the exchange only when free coins cover it beside the stop
+    "AddOrder:take_profit": Call("AddOrder", take_profit_add_order,
+                                 dict(paper={"balances": {"ZUSD": "1000000", "XXBT": "1"}})),
     "AddOrder:close": Call("AddOrder", close_add_order),
     "QueryOrders:entry_fill": Call("QueryOrders", query_entry_fill),
     "QueryOrders:leg_fill": Call("QueryOrders", query_leg_fill),

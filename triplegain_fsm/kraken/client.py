@@ -314,6 +314,17 @@ class KrakenClient:
         except ValidationError as exc:
             raise MalformedResponse(f"balance not a number: {exc}", endpoint="Balance") from None
 
+    def available_balances(self) -> dict[str, Decimal]:
+        """Asset code -> what new orders may still use (BalanceEx: balance + credit - credit_used - hold_trade)."""
+        result = self.private("BalanceEx")
+        try:
+            return {asset: (to_decimal(row.get("balance", "0"), asset) + to_decimal(row.get("credit", "0"), asset)
+                            - to_decimal(row.get("credit_used", "0"), asset)
+                            - to_decimal(row.get("hold_trade", "0"), asset))
+                    for asset, row in result.items()}
+        except (ValidationError, AttributeError) as exc:
+            raise MalformedResponse(f"BalanceEx row not understood: {exc}", endpoint="BalanceEx") from None
+
     def ticker_price(self, symbol_or_pair: str | PairInfo) -> Decimal:
         """Last trade price (`c[0]`) of a pair, by any of its names."""
         pair = self.pairs.resolve(symbol_or_pair)
