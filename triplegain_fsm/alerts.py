@@ -17,6 +17,7 @@ POSITION_VANISHED = "position_vanished"
 STOP_CROSSED = "stop_crossed"
 NO_STOP_LOSS = "no_stop_loss"
 STREAM_DOWN = "stream_down"
+DUST_LEFT = "dust_left"
 STREAM_RESTORED = "stream_restored"
 
 CRITICAL = "critical"

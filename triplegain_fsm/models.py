@@ -9,7 +9,8 @@ Their `state` attribute belongs to the machine; nothing else assigns it.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,18 +25,23 @@ from triplegain_fsm.enums import (
     PositionStatus,
 )
 from triplegain_fsm.errors import ProposalError
+from triplegain_fsm.machines import base as _machine_base
 from triplegain_fsm.machines.base import MachineModel
 from triplegain_fsm.machines.order_machine import OrderMachineMixin
 from triplegain_fsm.machines.position_machine import PositionMachineMixin
 from triplegain_fsm.money import ZERO, optional_decimal, positive
 
+# Where ids come from: uuid4. The simulator (triplegain_fsm.simulate) swaps in a seeded source
+# for the length of a run, so a seed names its orders the same on every run.
+NEW_UUID: Callable[[], uuid.UUID] = uuid.uuid4
+
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return _machine_base.utcnow()   # the one clock of model timestamps (machines.base.WALL_CLOCK)
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    return f"{prefix}-{NEW_UUID().hex[:12]}"
 
 
 def _side(value: Any) -> OrderSide:
@@ -127,7 +133,7 @@ class Order(OrderMachineMixin, MachineModel):
     leverage: int = 1
     reduce_only: bool = False
     id: str = attrs.field(factory=lambda: new_id("ord"))
-    client_order_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    client_order_id: str = attrs.field(factory=lambda: str(NEW_UUID()))
     external_id: str | None = None        # Kraken txid
     filled_size: Decimal = ZERO
     average_fill_price: Decimal | None = None
@@ -188,6 +194,7 @@ class Position(PositionMachineMixin, MachineModel):
     entry_size: Decimal = ZERO            # total ever filled by the entry
     exit_size: Decimal = ZERO             # total ever filled by exits (legs, closes)
     excess_size: Decimal = ZERO           # overfilled exposure (both OCO legs filled), until flattened
+    dust_size: Decimal = ZERO             # a spot remainder below the pair's minimum order, left unsold
     stop_loss_covered: Decimal = ZERO     # volume the stop-loss leg protects (local legs cover all)
     take_profit_covered: Decimal = ZERO
     cash_flow: Decimal = ZERO             # signed quote flow of all fills: + sells, - buys

@@ -177,6 +177,8 @@ class ProtectionSteps(PositionIndex):
         if step.action == "crossed":
             assert step.level is not None
             return self._stop_crossed(position, step.level)
+        if step.action == "dust":
+            return self._dust(position)
         if step.action == "keep_local":
             with self.guard.unit() as unit:
                 self._keep_take_profit_local(unit, position)
@@ -206,6 +208,21 @@ class ProtectionSteps(PositionIndex):
             return False
         base = self.client.pairs.resolve(position.symbol).base
         return available.get(base, ZERO) >= qty
+
+    def _dust(self, position: Position) -> bool:
+        """A remainder Kraken would refuse to sell: closed out of the position as recorded dust."""
+        amount = position.size
+        with self.guard.unit() as unit:
+            unit.touch(position)  # before the change: a rollback restores it
+            position.close_reason = position.close_reason or f"dust: {amount} left below the minimum order"
+            unit.fire(position, "dust", reason=f"remainder {amount} below the pair's minimum order")
+            unit.alert(alerts.DUST_LEFT, alerts.INFO,
+                       f"position {position.id}: {amount} {position.symbol.split('/')[0]} is below the pair's "
+                       "minimum order and cannot be sold; left in the account as dust", position_id=position.id,
+                       symbol=position.symbol, amount=amount)
+            self._index(position)
+            self._schedule(unit, position, reason="dust: settle")
+        return True
 
     def _stop_crossed(self, position: Position, stop: Decimal) -> bool:
         """positions.crossed_stop: close -- the stop it would place is already beyond the market."""

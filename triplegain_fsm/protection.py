@@ -47,13 +47,17 @@ CONCLUSIONS = frozenset({"settle", "protected", "idle"})   # steps that make no 
 class Step:
     """One exchange call (or conclusion) the planner decided on."""
 
-    # place | send | amend_qty | amend_trigger | trail | keep_local | crossed | cancel | reopen | wait
+    # place | send | amend_qty | amend_trigger | trail | keep_local | crossed | dust | cancel | reopen | wait
     # | settle | protected | idle
     action: str
     role: OrderRole | None = None
     order: Order | None = None
     qty: Decimal = ZERO
     level: Decimal | None = None
+
+
+def _entry_working(working: Iterable[Order]) -> bool:
+    return any(o.role is OrderRole.ENTRY for o in working)
 
 
 def trailing_target(position: Position) -> Decimal | None:
@@ -126,6 +130,8 @@ class ProtectionPlanner:
         if position.size > 0:
             if position.close_reason is None:  # a leg took part of the size while closing was not asked
                 return Step("reopen")
+            if self.below_minimum(position):
+                return Step("idle" if _entry_working(working) else "dust")
             return Step("place", role=OrderRole.CLOSE, qty=position.size)
         return Step("settle")
 
@@ -147,12 +153,23 @@ class ProtectionPlanner:
                 if role is OrderRole.TAKE_PROFIT and holds_spot_balance(position) \
                         and not self.stops_hold_pair(position.symbol):
                     return Step("keep_local", role=role)  # the pair's coins go to the stops first
+                if self.below_minimum(position):   # Kraken would refuse it: wait for more fills, or it is dust
+                    return Step("idle" if _entry_working(self.orders.working_for_position(position.id)) else "dust")
                 return Step("place", role=role, qty=position.size)
             if order.state in RESTING and order.remaining_size != position.size:
                 return Step("amend_qty", role=role, order=order, qty=order.filled_size + position.size)
             if order.state in RESTING and order.stop_price != self.leg_prices(position, role, level)[1]:
                 return Step("amend_trigger", role=role, order=order)  # moved while the leg was in flight
         return Step("protected")
+
+    def below_minimum(self, position: Position) -> bool:
+        """Spot: a size no order can sell (below ordermin, or costmin at the market). With no entry
+        still working that could grow it, it is dust."""
+        if not holds_spot_balance(position) or position.size <= 0:
+            return False
+        pair = self.pairs.resolve(position.symbol)
+        price = self.price_of(position.symbol) or position.entry_price or ZERO
+        return position.size < pair.ordermin or (pair.costmin is not None and position.size * price < pair.costmin)
 
     def crossed(self, position: Position, stop: Decimal) -> bool:
         """The market is already beyond the stop: placing it would trigger (or be refused) at once."""

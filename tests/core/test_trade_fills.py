@@ -170,3 +170,20 @@ def test_a_spot_take_profit_goes_to_the_exchange_when_free_coins_cover_it(make_c
     tp = core.orders.get_order(position.take_profit_order_id)
     assert tp.state == "OPEN" and tp.size == position.size
     assert not core.store.load_orders("state = 'REJECTED'")
+
+
+# -- dust (issue 11 #3) --------------------------------------------------------------------------------------
+
+def test_a_remainder_below_the_minimum_order_is_closed_out_as_dust(make_core, collect):
+    core = make_core(price="43100", paper={"liquidity_per_tick": "0.00005"})
+    _, alerts = collect(core)
+    result = core.orders.execute_trade(buy(tp=None))
+    core.price_tick("BTC/USD", D("42990"))          # 0.00005 BTC filled: below Kraken's 0.0001 minimum
+    core.poll_once()
+    assert core.orders.cancel_order(result.order.id)  # the rest of the entry is cancelled
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    assert position.state == "CLOSED" and position.size == 0 and position.dust_size == D("0.00005")
+    assert [a.payload for a in alerts if a.payload["alert_type"] == "dust_left"][0]["amount"] == D("0.00005")
+    stops = [o for o in core.store.load_orders("position_id = ?", (position.id,)) if o.role.value == "stop_loss"]
+    assert stops == []                                # no order Kraken must refuse was sent

@@ -41,6 +41,8 @@ POSITION_TABLE: tuple[Edge, ...] = (
          note="flat and no order of the position still working: nothing orphaned"),
     Edge("vanish", _HOLDING, _CLOSING, before=("apply_vanish",),
          note="real world: the exchange no longer holds it (closed by hand, liquidated); legs must go"),
+    Edge("dust", (_UNPROT, _PROT, _CLOSING), _CLOSING, before=("apply_dust",),
+         note="a spot remainder below the pair's minimum order: no order can sell it, it is recorded as dust"),
     Edge("close_failed", _CLOSING, _UNPROT, unless=("is_flat",),
          note="the close order was rejected or cancelled: the position needs protection again"),
 )
@@ -59,6 +61,7 @@ class PositionMachineMixin:
 
     size: Decimal
     excess_size: Decimal
+    dust_size: Decimal
     entry_size: Decimal
     entry_price: Decimal | None
     exit_size: Decimal
@@ -134,6 +137,11 @@ class PositionMachineMixin:
         self.total_fees += fee
         self.excess_size = max(Decimal(0), self.excess_size - qty)
         self._update_realized()
+
+    def apply_dust(self, **_: Any) -> None:
+        """The coins stay in the account, unsold: realized P&L carries their cost (nothing was sold)."""
+        self.dust_size += self.size
+        self.size = Decimal(0)
 
     def apply_vanish(self, **_: Any) -> None:
         """The exchange closed it without us: no fill to price the rest, so realized P&L keeps
