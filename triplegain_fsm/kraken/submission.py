@@ -26,21 +26,35 @@ Kraken's by more than the margin, "not found" could be concluded too early.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
 from triplegain_fsm.errors import ValidationError
 from triplegain_fsm.kraken.errors import KrakenError, MalformedResponse, OrderOutcomeUnknown, SubmissionNotPlaced
 from triplegain_fsm.kraken.order_request import OrderRequest
-from triplegain_fsm.kraken.pairs import PairInfo
+from triplegain_fsm.kraken.pairs import PairInfo, PairRegistry
 from triplegain_fsm.kraken.params import add_order_params
 from triplegain_fsm.kraken.retry import retry_not_placed
 
-if TYPE_CHECKING:
-    from triplegain_fsm.kraken.client import KrakenClient
+
+class SubmitClient(Protocol):
+    """What submitting needs from the REST client (KrakenClient implements it). The client holds
+    the submitter, never the reverse: this module does not know the client module."""
+
+    pairs: PairRegistry
+    clock: Callable[[], float]
+
+    def call(self, method: str, build: Callable[[], tuple[Mapping[str, Any], bool]], *, private: bool,
+             should_retry: Callable[[BaseException], bool], pair: str | None = None,
+             order_age: float | None = None) -> dict[str, Any]: ...
+
+    def find_order(self, cl_ord_id: str) -> tuple[str, dict] | None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +95,7 @@ Sender = Callable[[Attempt], AddOrderAck]
 class OrderSubmitter:
     """Runs the submit / look up / resend loop for one client, whatever carries each submission."""
 
-    def __init__(self, client: KrakenClient, *, deadline_seconds: float = 5.0, settle_seconds: float = 3.0,
+    def __init__(self, client: SubmitClient, *, deadline_seconds: float = 5.0, settle_seconds: float = 3.0,
                  max_submissions: int = 2, lookup_attempts: int = 4) -> None:
         if not 2 <= deadline_seconds <= 60:
             raise ValidationError(f"deadline_seconds: Kraken accepts 2..60, got {deadline_seconds}")
