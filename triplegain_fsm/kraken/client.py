@@ -31,6 +31,7 @@ from triplegain_fsm.kraken.pairs import PairInfo, PairRegistry
 from triplegain_fsm.kraken.params import wire_decimal
 from triplegain_fsm.kraken.ratelimit import Pacer
 from triplegain_fsm.kraken.retry import is_testing, make_retrying, retry_not_placed, retry_reads
+from triplegain_fsm.kraken.secret import Secret
 from triplegain_fsm.kraken.signing import NonceSource, sign
 from triplegain_fsm.kraken.submission import AddOrderAck, OrderSubmitter
 from triplegain_fsm.money import to_decimal
@@ -56,21 +57,7 @@ class MetaStore(Protocol):
     def set_meta(self, key: str, value: str) -> None: ...
 
 
-class _Secret:
-    """Holds a credential so that no repr, log line or traceback frame prints it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<redacted>"
-
-    __str__ = __repr__
+_Secret = Secret   # the name this module has always used
 
 
 class _KeyLane:

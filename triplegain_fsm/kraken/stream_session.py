@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from websockets.sync.client import ClientConnection
 
 from triplegain_fsm.kraken.errors import InvalidWsToken, PermissionDenied, class_for
+from triplegain_fsm.kraken.secret import Secret
 from triplegain_fsm.kraken.stream_cache import SNAPSHOT, UPDATE
 from triplegain_fsm.kraken.stream_wire import PendingRequests, dumps, loads
 
@@ -45,21 +46,11 @@ class StreamDown(Exception):
         self.reason = reason
 
 
-class Token:
+class Token(Secret):
     """A WebSocket token that no repr, log line or traceback prints."""
 
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<token redacted>"
-
-    __str__ = __repr__
+    __slots__ = ()
+    LABEL = "<token redacted>"
 
 
 class Owner(Protocol):
