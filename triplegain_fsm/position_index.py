@@ -45,6 +45,7 @@ class PositionIndex:
         self._bounds: dict[str, Bounds] = {}
         self._due: dict[str, float] = {}                 # position id -> when its work is due
         self._attempts: dict[str, int] = {}
+        self._sent_triggers: dict[str, set[Decimal]] = {}   # order id -> triggers our amends sent, unconfirmed
         self._op_locks: dict[str, threading.RLock] = {}
         self._amend_errors: dict[tuple[str, OrderRole], tuple[Decimal | None, KrakenError]] = {}  # last failure
         self._prepared: set[str] = set()                 # PENDING legs created with a fill, not yet sent

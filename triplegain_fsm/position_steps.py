@@ -408,6 +408,8 @@ class ProtectionSteps(PositionIndex):
                 level = getattr(position, name)
             _, trigger, limit = self.planner.leg_prices(position, role, level)
             sent.update(level=level, trigger=trigger, limit=limit)
+            with self.guard.lock:   # its report may come before its answer: known as ours, not drift
+                self._sent_triggers.setdefault(order.id, set()).add(trigger)
             return {"trigger_price": trigger, "limit_price": limit}
 
         try:
@@ -421,6 +423,7 @@ class ProtectionSteps(PositionIndex):
         with self.guard.unit() as unit:
             unit.touch(order)
             order.stop_price, order.price = sent["trigger"], sent["limit"]
+            self._sent_triggers.pop(order.id, None)
         self._amend_errors.pop((position.id, role), None)
         return True
 

@@ -87,6 +87,7 @@ class PositionTracker(ProtectionSteps):
             self._prepared.add(order.id)
 
     def on_order_final(self, unit: Unit, order: Order) -> None:
+        self._sent_triggers.pop(order.id, None)
         position = self._open.get(order.position_id or "")
         if position is None:
             return
@@ -107,9 +108,17 @@ class PositionTracker(ProtectionSteps):
 
     def on_trigger_moved(self, unit: Unit, order: Order, trigger: Decimal) -> None:
         """The exchange holds a leg at another trigger than recorded (an amend whose answer was lost,
-        or a human): the exchange is the truth, for the order and for the position's level."""
+        or a human): the exchange is the truth, for the order and for the position's level.
+
+        A trigger one of our own amends sent is not drift: its report simply came before its
+        answer. The order holds it; the position keeps its desired level (maybe newer: latest wins)."""
         unit.touch(order)
         old, order.stop_price = order.stop_price, trigger
+        if trigger in self._sent_triggers.get(order.id, ()):
+            mine = self._open.get(order.position_id or "")
+            if mine is not None:   # converge compares it with the newest desired level
+                self._schedule(unit, mine, reason="own amend reported")
+            return
         position = self._open.get(order.position_id or "")
         name = LEG_ROLES.get(order.role)
         if position is None or name is None or getattr(position, f"{name}_order_id") != order.id:

@@ -58,9 +58,10 @@ def traded_volume(core: ExecutionCore) -> dict[str, Decimal]:
 
 
 def placed_add_orders(core: ExecutionCore) -> Counter[str]:
-    """AddOrder requests the exchange acted on without refusing them, per cl_ord_id (from its call log)."""
-    return Counter(c.params.get("cl_ord_id", "?") for c in core.paper.calls.of("AddOrder")
-                   if c.acted and not c.error)
+    """Orders the exchange placed (acted on without refusing), per cl_ord_id, over REST AddOrder and
+    WebSocket add_order together (from its two call logs)."""
+    sent = [*core.paper.calls.of("AddOrder"), *core.paper.ws_calls.of("add_order")]
+    return Counter(c.params.get("cl_ord_id", "?") for c in sent if c.acted and not c.error)
 
 
 def stored_orders(core: ExecutionCore) -> list[Order]:

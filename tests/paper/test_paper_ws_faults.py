@@ -48,6 +48,86 @@ def test_drop_after_next_acts_then_drops_without_answering(exchange, probe):
     assert order["cl_ord_id"] == "lost-1" and order["status"] == "closed"     # it was placed and filled
 
 
+def test_drop_before_next_cuts_the_connection_before_the_exchange_acts(exchange, probe, place):
+    resting = place(type="buy", ordertype="limit", price="42000", volume="0.01")
+    probe.executions()
+    exchange.ws_faults.drop_before_next("add_order")
+    probe.send("add_order", {**MARKET_BUY, "cl_ord_id": "never-1"})
+    got = drain_until_closed(probe)
+    assert probe.ws.close_code == 1006                        # cut, no close frame
+    assert [m for m in got if "method" in m or m.get("channel") == "executions"] == []
+    assert exchange.trades() == {} and list(exchange.open_orders()) == [resting]   # nothing placed
+    [call] = exchange.ws_calls.of("add_order")
+    assert (call.acted, call.fault, call.params["cl_ord_id"]) == (False, "drop_before", "never-1")
+
+
+def test_drop_before_next_cancel_leaves_the_order_open(exchange, probe, place):
+    txid = place(type="buy", ordertype="limit", price="42000", volume="0.01")
+    exchange.ws_faults.drop_before_next("cancel_order")
+    probe.send("cancel_order", {"order_id": [txid]})
+    drain_until_closed(probe)
+    assert txid in exchange.open_orders()
+
+
+@pytest.mark.parametrize("error", ["EService:Unavailable", "EOrder:Rate limit exceeded", "EOrder:Insufficient funds"])
+def test_fail_next_answers_the_error_without_acting_then_serves_normally(exchange, probe, error):
+    exchange.ws_faults.fail_next("add_order", error, times=2)
+    for n in (1, 2):
+        answer = probe.request("add_order", {**MARKET_BUY, "cl_ord_id": f"refused-{n}"})
+        assert answer["success"] is False and answer["error"] == error and answer["method"] == "add_order"
+        assert "time_in" in answer and "result" not in answer
+    assert exchange.trades() == {} and exchange.open_orders() == {}
+    assert probe.request("add_order", {**MARKET_BUY, "cl_ord_id": "placed-3"})["success"] is True
+    assert [(c.acted, c.error) for c in exchange.ws_calls.of("add_order")] == [(False, [error])] * 2 + [(True, [])]
+
+
+def test_fail_next_amend_and_cancel_change_nothing(exchange, probe, place):
+    txid = place(type="buy", ordertype="limit", price="42000", volume="0.01")
+    exchange.ws_faults.fail_next("amend_order", "EService:Unavailable")
+    exchange.ws_faults.fail_next("cancel_order", "EOrder:Rate limit exceeded")
+    amend = probe.request("amend_order", {"order_id": txid, "limit_price": Decimal("41000")})
+    cancel = probe.request("cancel_order", {"order_id": [txid]})
+    assert (amend["error"], cancel["error"]) == ("EService:Unavailable", "EOrder:Rate limit exceeded")
+    assert exchange.open_orders()[txid]["descr"]["price"] == "42000.0"
+    assert [(f.kind, f.method) for f in exchange.ws_faults.met()] == [("fail", "amend_order"), ("fail", "cancel_order")]
+
+
+def test_met_records_every_fault_used_and_survives_clear(exchange, probe, place):
+    exchange.ws_faults.skip_sequence()
+    exchange.ws_faults.unanswered_next("add_order")
+    exchange.ws_faults.drop_before_next("cancel_order")         # never used
+    place(type="buy", ordertype="limit", price="41000", volume="0.01")
+    probe.executions()
+    probe.send("add_order", MARKET_BUY)
+    probe.executions()
+    exchange.ws_faults.silence()
+    with pytest.raises(TimeoutError):
+        probe.recv(timeout=HEARTBEAT * 4)
+    exchange.ws_faults.clear()
+    kinds = [(f.kind, f.method) for f in exchange.ws_faults.met()]
+    assert kinds == [("skip_sequence", "executions"), ("unanswered", "add_order"), ("silence", "heartbeat")]
+    assert exchange.ws_faults.pending() == []
+
+
+def test_during_next_runs_the_action_after_acting_and_before_the_answer(exchange, probe):
+    seen_in_action = []
+
+    def market_moves() -> None:
+        seen_in_action.append(bool(exchange.engine.open_orders(cl_ord_id="limit-1")["open"]))
+        exchange.set_price("BTC/USD", "41950")           # the resting buy fills before its answer is sent
+    exchange.ws_faults.during_next("add_order", market_moves, where=lambda p: p.get("cl_ord_id") == "limit-1")
+    assert probe.request("add_order", {**MARKET_BUY, "cl_ord_id": "other"})["success"] is True   # not this one
+    answer = probe.request("add_order", {"order_type": "limit", "side": "buy", "order_qty": Decimal("0.01"),
+                                         "symbol": "BTC/USD", "limit_price": Decimal("42000"), "cl_ord_id": "limit-1"})
+    assert answer["success"] is True and seen_in_action == [True]
+    reports = [r for m in probe.seen if m.get("channel") == "executions" for r in m["data"]]
+    assert not any(r.get("order_id") == answer["result"]["order_id"] for r in reports)   # all held until now
+    while not any(r.get("exec_type") == "filled" for r in reports):
+        reports += probe.executions()["data"]
+    assert exchange.order(answer["result"]["order_id"])["status"] == "closed"
+    assert [(f.kind, f.method) for f in exchange.ws_faults.met()] == [("during", "add_order")]
+
+
 def test_unanswered_add_order_is_acted_on_and_reported_but_never_answered(exchange, probe):
     exchange.ws_faults.unanswered_next("add_order")
     req_id = probe.send("add_order", {**MARKET_BUY, "cl_ord_id": "quiet-1"})
@@ -116,6 +196,13 @@ def test_fault_arguments_are_checked(exchange):
         exchange.ws_faults.unanswered_next("add_order", times=0)
     with pytest.raises(ValueError):
         exchange.ws_faults.drop_after_next("")
+    with pytest.raises(ValueError):
+        exchange.ws_faults.drop_before_next("")
+    for bad in ("Unavailable", "", None):
+        with pytest.raises(ValueError):
+            exchange.ws_faults.fail_next("add_order", bad)
+    with pytest.raises(ValueError):
+        exchange.ws_faults.during_next("add_order", "not callable")
     exchange.ws_faults.reorder_next("*", times=2)
     assert len(exchange.ws_faults.pending()) == 2
     exchange.ws_faults.clear()

@@ -118,6 +118,7 @@ class PaperExchange:
         )
         self.faults = Faults()
         self.calls = CallLog()
+        self.ws_calls = CallLog()        # the WebSocket v2 trading requests (add_order, cancel_order, ...)
         self.ws_tokens = TokenBook(clock)
         self.ws_faults = WsFaults(self.ws_tokens)
         limiter = RateLimiter(rate_limit_tier, clock) if rate_limit_tier is not None else None
@@ -191,7 +192,8 @@ class PaperExchange:
         been seen to say "partially_filled" (the default, with a `filled` report after it).
         """
         settings = WsSettings(self.engine, Context(self.engine, self.api.rate_limiter, self.ws_tokens),
-                              self.ws_tokens, self.ws_faults, heartbeat_interval, completing_trade_status)
+                              self.ws_tokens, self.ws_faults, heartbeat_interval, completing_trade_status,
+                              calls=self.ws_calls)
         return WsServer(settings, host, port).start()
 
     def invalidate_ws_tokens(self) -> int:

@@ -22,11 +22,12 @@ import attrs
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
+from triplegain_fsm.paper.calllog import CallLog
 from triplegain_fsm.paper.endpoints import Context
 from triplegain_fsm.paper.engine import Engine
 from triplegain_fsm.paper.errors import INVALID_ARGUMENTS, UNAVAILABLE, UNKNOWN_METHOD, KrakenRejection, invalid
 from triplegain_fsm.paper.observe import OrderChange
-from triplegain_fsm.paper.ws_faults import DROP_AFTER, REORDER, UNANSWERED, WsFaults
+from triplegain_fsm.paper.ws_faults import DROP_AFTER, DROP_BEFORE, NOT_ACTED, REORDER, UNANSWERED, WsFault, WsFaults
 from triplegain_fsm.paper.ws_json import dumps, loads
 from triplegain_fsm.paper.ws_methods import TRADING
 from triplegain_fsm.paper.ws_reports import reports, snapshot_reports, ws_time
@@ -50,6 +51,7 @@ class WsSettings:
     faults: WsFaults
     heartbeat_interval: float = 1.0
     completing_trade_status: str = "partially_filled"    # Kraken's quirk; "filled" to switch it off
+    calls: CallLog = attrs.field(factory=CallLog)         # every trading request, as `paper.calls` for REST
 
 
 @attrs.define(eq=False)
@@ -122,8 +124,8 @@ class Connection:
             try:
                 item = self._outbox.get(timeout=self.settings.heartbeat_interval)
             except queue.Empty:
-                if self._subscribed() and not self.settings.faults.silent:
-                    self._send({"channel": "heartbeat"})
+                if self._subscribed():
+                    self._emit({"channel": "heartbeat"})
                 continue
             if item is _STOP:
                 return
@@ -134,7 +136,7 @@ class Connection:
                 frame = self._sequenced(kind, subscription, frame)
                 if frame is None:
                     continue
-            if not self.settings.faults.silent and not self._send(frame):
+            if not self._emit(frame):
                 return
 
     def _sequenced(self, kind: str, subscription: Subscription, frame: Frame) -> Frame | None:
@@ -146,6 +148,13 @@ class Connection:
             if drop:
                 return None
         return {**frame, "sequence": subscription.sequence}
+
+    def _emit(self, frame: Frame) -> bool:
+        """Send, unless silenced (then the frame is swallowed and noted); False once the socket is gone."""
+        if self.settings.faults.silent:
+            self.settings.faults.silenced(str(frame.get("channel") or frame.get("method")))
+            return True
+        return self._send(frame)
 
     def _send(self, frame: Frame) -> bool:
         try:
@@ -230,19 +239,49 @@ class Connection:
             self._release([{**head, "error": INVALID_ARGUMENTS, "success": False, **self._times(time_in)}])
             return
         self._hold()
-        fault = self.settings.faults.take(method) if method in TRADING else None
-        outcomes = self._outcomes(method, params)
-        if fault is not None and fault.kind == DROP_AFTER:
+        fault = self.settings.faults.take(method, params) if method in TRADING else None
+        if fault is not None and fault.kind in NOT_ACTED:
+            self._refuse(fault, method, params, head, time_in)
+            return
+        outcomes = self._outcomes(method, params, fault)
+        self._reply(fault, [self._answer(head, result, error, time_in) for result, error in outcomes])
+
+    def _refuse(self, fault: WsFault, method: str, params: Frame, head: Frame, time_in: float) -> None:
+        """A fault that keeps the exchange from acting: the connection cut, or an error answer."""
+        self._log(method, params, fault, acted=False, errors=[fault.error] if fault.error else [])
+        if fault.kind == DROP_BEFORE:
+            self._discard_held()
+            self.drop()
+        else:
+            self._release([self._answer(head, None, fault.error, time_in)])
+
+    def _reply(self, fault: WsFault | None, answers: list[Frame]) -> None:
+        """Send the answers and held reports of an acted request, as its fault (if any) shapes them."""
+        kind = fault.kind if fault is not None else None
+        if kind == DROP_AFTER:
             self._discard_held()
             self.drop()
             return
-        if fault is not None and fault.kind == UNANSWERED:
+        if kind == UNANSWERED:
             self._release([])
             return
-        answers = [self._answer(head, result, error, time_in) for result, error in outcomes]
-        self._release(answers, reports_first=fault is not None and fault.kind == REORDER)
+        if fault is not None and fault.action is not None:
+            self._meanwhile(fault.action)
+        self._release(answers, reports_first=kind == REORDER or (fault is not None and fault.reports_first))
 
-    def _outcomes(self, method: str, params: Frame) -> list[tuple[Any, str | None]]:
+    @staticmethod
+    def _meanwhile(action: Any) -> None:
+        try:
+            action()
+        except Exception:   # the test's action failing must not kill the connection
+            log.exception("ws during_next action failed")
+
+    def _log(self, method: str, params: Frame, fault: WsFault | None, *, acted: bool, errors: list[str]) -> None:
+        self.settings.calls.record(time=self.settings.engine.now(), http_method="WS", path="/v2", method=method,
+                                   params={k: _wire(v) for k, v in params.items() if k != "token"}, private=True,
+                                   acted=acted, fault=fault.kind if fault is not None else None, error=errors)
+
+    def _outcomes(self, method: str, params: Frame, fault: WsFault | None) -> list[tuple[Any, str | None]]:
         try:
             if method == "subscribe":
                 return [(self._subscribe(params), None)]
@@ -253,14 +292,25 @@ class Connection:
                 return [({"channel": "executions"}, None)]
             if method not in TRADING:
                 raise KrakenRejection(UNKNOWN_METHOD)
+        except KrakenRejection as rejection:
+            return [(None, rejection.error)]
+        return self._trade(method, params, fault)
+
+    def _trade(self, method: str, params: Frame, fault: WsFault | None) -> list[tuple[Any, str | None]]:
+        """Run one trading method (token and system status first) and log the call."""
+        acted = False
+        try:
             if not self.settings.tokens.use(params.get("token")):
                 raise KrakenRejection(INVALID_TOKEN)
             if self.settings.engine.system_status == "maintenance":
                 raise KrakenRejection(UNAVAILABLE)
+            acted = True
             result = TRADING[method](self.settings.context, params)
-            return result if isinstance(result, list) else [(result, None)]
+            outcomes = result if isinstance(result, list) else [(result, None)]
         except KrakenRejection as rejection:
-            return [(None, rejection.error)]
+            outcomes = [(None, rejection.error)]
+        self._log(method, params, fault, acted=acted, errors=[e for _, e in outcomes if e])
+        return outcomes
 
     def _answer(self, head: Frame, result: Any, error: str | None, time_in: float) -> Frame:
         if error is not None:
@@ -269,3 +319,12 @@ class Connection:
 
     def _times(self, time_in: float) -> Frame:
         return {"time_in": ws_time(time_in), "time_out": ws_time(self.settings.engine.now())}
+
+
+def _wire(value: Any) -> str:
+    """A v2 JSON value as a call-log string (lists comma-joined, like REST's txid lists)."""
+    if isinstance(value, list):
+        return ",".join(_wire(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
