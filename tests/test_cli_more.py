@@ -72,9 +72,9 @@ def test_paper_with_a_paper_config_uses_its_balances_and_explains_a_rejected_ent
     assert "paper session: 40 ticks of BTC/USD" in captured.err
     assert [line.split()[0] for line in captured.err.splitlines() if "ticks" in line and "%" in line] == \
         ["50%", "100%"]
-    assert "not placed (rejected): AddOrder: EOrder:Insufficient funds" in captured.out
+    assert "not placed (rejected): ws add_order: EOrder:Insufficient funds" in captured.out
     rejected = [line for line in captured.out.splitlines() if line.startswith("rejected:")]
-    assert rejected[0] == "rejected: 1 entry: AddOrder: EOrder:Insufficient funds"   # no spot note for an entry
+    assert rejected[0] == "rejected: 1 entry: ws add_order: EOrder:Insufficient funds"   # no spot note for an entry
     assert f"store: {store}" in captured.out and store.is_file()
     assert not (tmp_path / "ignored.sqlite").exists()      # --store wins over the config's storage.path
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 from pathlib import Path
 
+import attrs
 import pytest
 
 from triplegain_fsm import TradeProposal
@@ -265,3 +266,23 @@ def test_a_real_trade_print_replay_with_the_demo_schedule(tmp_path: Path) -> Non
     summary = run_paper_session(demo_config(tmp_path / "s.sqlite"), ticks, demo_schedule(len(ticks)))
     assert summary.ok, summary.problems()
     assert len(summary.positions) == 5
+
+
+def test_the_demo_runs_on_the_stream_and_books_what_polling_books(demo: SessionSummary, tmp_path: Path) -> None:
+    """exchange.stream: websocket is the default: the demo's fills are pushed over the paper exchange's
+    loopback WebSocket. The same demo on REST polling books the same positions to the cent."""
+    from triplegain_fsm.store import Store
+
+    store = Store(demo.store_path)
+    try:
+        sources = {f["source"] for f in store.fills()}
+    finally:
+        store.close()
+    assert "stream" in sources
+    ticks = demo_ticks()
+    polled_config = attrs.evolve(demo_config(tmp_path / "polled.sqlite"))
+    polled_config = attrs.evolve(polled_config, exchange=attrs.evolve(polled_config.exchange, stream="poll"))
+    polled = run_paper_session(polled_config, ticks, demo_schedule(len(ticks)))
+    cents = D("0.01")
+    assert polled.ok and [(p.ref, p.exit_by, p.core_pnl.quantize(cents)) for p in polled.positions] == \
+        [(p.ref, p.exit_by, p.core_pnl.quantize(cents)) for p in demo.positions]

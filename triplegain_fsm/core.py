@@ -148,11 +148,13 @@ class ExecutionCore:
         except KrakenError as exc:
             log.error("start-up reconciliation failed (%s); the poller will retry", exc)
         self.telemetry.start()
-        self._start_stream()
+        self.start_stream()
         self._poller.start()
         return report
 
-    def _start_stream(self) -> None:
+    def start_stream(self) -> None:
+        """Connect the executions stream (exchange.stream: websocket) without the poller: for bots,
+        and paper sessions, that run their own loop. `start()` calls it."""
         exchange = self.config.exchange
         if exchange.stream != "websocket" or self.stream is not None:
             return
@@ -169,6 +171,21 @@ class ExecutionCore:
                                              request_timeout=min(exchange.timeout_seconds,
                                                                  float(exchange.submit_deadline_seconds)))
         self.stream.start()
+
+    def settle_stream(self, timeout: float = 10.0) -> bool:
+        """Paper mode: wait until the stream has applied everything the paper exchange pushed, and
+        its follow-up work (stops it placed) is done. A replay calls it after each tick, so a session
+        on the stream is as reproducible as one on polling. False on timeout, or with no stream."""
+        link, server = self.stream, self._ws_server
+        if link is None or server is None:
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            written = server.quiet()
+            if written is not None and link.idle and (link.last_sequence or 0) >= written and server.quiet() == written:
+                return True
+            time.sleep(0.0002)
+        return False
 
     def _stream_changed(self, state: str) -> None:
         self.metrics.stream_state(state)

@@ -25,6 +25,7 @@ an entry: an `Open`'s `ref`, or a `TradeProposal`'s `id`. YAML schedules
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -61,6 +62,8 @@ from triplegain_fsm.session_summary import (  # noqa: F401  (public names of thi
     trade_rows,
 )
 from triplegain_fsm.views import fmt
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Close", "Modify", "Open", "PositionResult", "ScheduleError", "SessionSummary", "Tick", "Trail",
@@ -387,11 +390,28 @@ class _Session:
         try:  # an unknown pair is a usage error, found before the first tick rather than on it
             self.core.client.pairs.resolve(symbol)
             self.recorder = SessionRecorder(self.core, symbol)   # prices and level moves, for reports
+            self.on_stream = self._connect_stream()
         except BaseException:
             self.core.close()
             raise
         self.positions_by_ref: dict[str, str] = {}
         self.outcomes: list[ActionOutcome] = []
+
+    def _connect_stream(self) -> bool:
+        """exchange.stream: websocket (the default): fills are pushed over the paper exchange's
+        loopback WebSocket, exactly as a live bot learns them; polling stays as the audit."""
+        if self.config.exchange.stream != "websocket":
+            return False
+        self.core.start_stream()
+        assert self.core.stream is not None
+        if not self.core.stream.wait_connected(10):
+            raise ConfigError(f"paper session: the executions stream did not connect ({self.core.status().stream})")
+        return True
+
+    def _settle(self) -> None:
+        """On the stream: everything the exchange pushed is applied before the replay moves on."""
+        if self.on_stream and not self.core.settle_stream():
+            log.warning("paper session: the stream did not settle within its bound; polling catches up")
 
     def run(self, on_progress: Progress | None) -> SessionSummary:
         started = time.perf_counter()
@@ -401,8 +421,10 @@ class _Session:
         for index, tick in enumerate(self.ticks):
             self.clock.set(self.start + (tick.time - origin))
             self.core.price_tick(self.symbol, tick.price)
+            self._settle()
             for action in self.by_tick.get(index, ()):
                 self._apply(index, action, tick.price)
+                self._settle()
             if (index + 1) % self.poll_every == 0:
                 self.core.poll_once()
             self.recorder.tick(index, self.clock(), tick.price)
@@ -470,6 +492,7 @@ class _Session:
                 return
             self.clock.advance(step)
             self.core.price_tick(self.symbol, last.price)
+            self._settle()
             self.core.poll_once()
             self.recorder.tick(len(self.ticks) + extra, self.clock(), last.price)
 

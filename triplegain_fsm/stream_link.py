@@ -33,7 +33,12 @@ OFF = "off"
 class StreamLink:
     def __init__(self, orders: OrderExecutionManager, positions: PositionTracker, url: str,
                  token_source: Callable[[], str], *, stale_seconds: float, reconnect_seconds: float,
-                 on_change: Callable[[str], None] | None = None) -> None:
+                 on_change: Callable[[str], None] | None = None,
+                 run_work: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """`run_work`: how the follow-up work runs; None = on this link's worker thread (started by
+        start()). The simulator (`triplegain_fsm.simulate`) passes `lambda work: work()` so the work
+        runs at once on the delivering thread, deterministically (it never starts the stream
+        either: it calls the transport's `deliver`/`set_state` itself, without a socket)."""
         self.orders = orders
         self.positions = positions
         self.guard = orders.guard
@@ -43,6 +48,9 @@ class StreamLink:
         self._work_lock = threading.Lock()
         self._work_queued = False
         self._worker: ThreadPoolExecutor | None = None
+        self._run_work = run_work
+        self._pending_work = 0               # follow-ups queued or running on the worker
+        self.last_sequence: int | None = None   # of the last batch applied (a paper session waits for it)
         self.applied = 0                     # reports applied (benchmarks read it)
         self.stream = ExecutionStream(url, token_source, self._on_batch, self._on_state,
                                       stale_seconds=stale_seconds, reconnect_min_seconds=reconnect_seconds,
@@ -87,6 +95,7 @@ class StreamLink:
             self.orders.apply_stream(execution)
             self.applied += 1
         self._kick()
+        self.last_sequence = batch.sequence
 
     def _kick(self) -> None:
         """Hand the exchange work the reports caused to the worker thread, once however many batches asked.
@@ -94,15 +103,22 @@ class StreamLink:
         Never on the stream's own thread: a protective order placed over the socket would wait
         for an answer only that thread can read, and the stream must keep reading meanwhile.
         """
+        if self._run_work is not None:
+            with self._work_lock:
+                self._pending_work += 1
+            self._run_work(self._work)
+            return
         with self._work_lock:
             if self._work_queued or self._worker is None:
                 return
             self._work_queued = True
+            self._pending_work += 1
         try:
             self._worker.submit(self._work)
         except RuntimeError:   # shutting down
             with self._work_lock:
                 self._work_queued = False
+                self._pending_work -= 1
 
     def _work(self) -> None:
         with self._work_lock:
@@ -112,6 +128,15 @@ class StreamLink:
             self.positions.run_due_work()   # a fill just prepared its stop: send it now, not at the next poll
         except Exception:   # never silent, never fatal: the poller's cycle does the same work again
             log.exception("stream follow-up work failed; the next poll cycle retries it")
+        finally:
+            with self._work_lock:
+                self._pending_work -= 1
+
+    @property
+    def idle(self) -> bool:
+        """No follow-up work queued or running."""
+        with self._work_lock:
+            return self._pending_work == 0
 
     def _backfill(self) -> None:
         orders = self.orders.take_backfill()

@@ -127,17 +127,33 @@ class Connection:
                 if self._subscribed():
                     self._emit({"channel": "heartbeat"})
                 continue
-            if item is _STOP:
-                return
-            kind, subscription, frame = item
-            if subscription is not None:
-                if subscription.ended:
-                    continue
-                frame = self._sequenced(kind, subscription, frame)
-                if frame is None:
-                    continue
-            if not self._emit(frame):
-                return
+            try:
+                if not self._write(item):
+                    return
+            finally:
+                self._outbox.task_done()   # `quiet()` counts what is still on its way
+
+    def _write(self, item: Any) -> bool:
+        """One queued item out; False when the connection is over."""
+        if item is _STOP:
+            return False
+        kind, subscription, frame = item
+        if subscription is not None:
+            if subscription.ended:
+                return True
+            frame = self._sequenced(kind, subscription, frame)
+            if frame is None:
+                return True
+        return self._emit(frame)
+
+    def quiet(self) -> int | None:
+        """The last sequence number written, once nothing is queued, held or being written; else None.
+        A paper session waits for the client to have applied up to it before its next tick."""
+        with self._lock:
+            if self._holding or self._held or self._outbox.unfinished_tasks:
+                return None
+            subscription = self._subscription
+        return subscription.sequence if subscription is not None else 0
 
     def _sequenced(self, kind: str, subscription: Subscription, frame: Frame) -> Frame | None:
         if kind == "snapshot":

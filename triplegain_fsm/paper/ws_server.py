@@ -67,6 +67,15 @@ class WsServer:
         with self._lock:
             return len(self._connections)
 
+    def quiet(self) -> int | None:
+        """The highest sequence written to a subscriber once every connection has written all it
+        queued; None while anything is still on its way (see `Connection.quiet`)."""
+        with self._lock:
+            connections = list(self._connections)
+        sequences = [c.quiet() for c in connections]
+        written = [s for s in sequences if s is not None]
+        return None if len(written) < len(sequences) else max(written, default=0)
+
     def drop_all(self) -> None:
         """Cut every open connection (no close frame), as a network failure would."""
         with self._lock:
