@@ -33,7 +33,7 @@ from triplegain_fsm.executions import (
     parse_query_trades,
     trades_to_look_up,
 )
-from triplegain_fsm.kraken.errors import KrakenError
+from triplegain_fsm.kraken.errors import KrakenError, UnknownOrder
 from triplegain_fsm.models import Order, Position, TradeProposal
 from triplegain_fsm.reports import MalformedReport, OrderReport, check_against, parse_order_report
 from triplegain_fsm.unit import StateGuard, Unit
@@ -125,10 +125,26 @@ class OrderSyncMixin:
         report.api_calls += len(batches)
         mapper = self.executor.map if self.executor is not None else map
         for batch, outcome in zip(batches, mapper(self._query_batch, batches), strict=False):
+            if isinstance(outcome, UnknownOrder) and len(batch) > 1:
+                self._split(batch, report)   # one forgotten order must not hide the others
+                continue
             if isinstance(outcome, Exception):
                 report.errors.append(f"QueryOrders {len(batch)} orders: {outcome}")
                 continue
             self.apply_results(outcome, report)
+
+    def _split(self, batch: list[str], report: PollReport) -> None:
+        """Kraken refuses a whole QueryOrders when one txid is unknown to it: ask for each half
+        again, down to the forgotten order(s), which are reported (reconcile --resolve settles them)."""
+        for half in (batch[:len(batch) // 2], batch[len(batch) // 2:]):
+            report.api_calls += 1
+            outcome = self._query_batch(half)
+            if isinstance(outcome, UnknownOrder) and len(half) > 1:
+                self._split(half, report)
+            elif isinstance(outcome, Exception):
+                report.errors.append(f"QueryOrders {', '.join(half)}: {outcome}")
+            else:
+                self.apply_results(outcome, report)
 
     def _query_batch(self, txids: list[str]) -> dict[str, Any] | Exception:
         try:

@@ -187,3 +187,14 @@ def test_a_remainder_below_the_minimum_order_is_closed_out_as_dust(make_core, co
     assert [a.payload for a in alerts if a.payload["alert_type"] == "dust_left"][0]["amount"] == D("0.00005")
     stops = [o for o in core.store.load_orders("position_id = ?", (position.id,)) if o.role.value == "stop_loss"]
     assert stops == []                                # no order Kraken must refuse was sent
+
+
+def test_an_order_the_exchange_forgot_does_not_hide_the_others_in_its_batch(make_core):
+    core = make_core(price="43100", limits={"max_open_positions": 5, "max_positions_per_symbol": 5})
+    results = [core.orders.execute_trade(buy(entry=str(43000 - i))) for i in range(4)]
+    forgotten = results[0].order
+    core.paper.engine._state.orders.pop(forgotten.external_id)     # the exchange no longer knows it
+    core.price_tick("BTC/USD", D("42990"))                         # the other three fill
+    report = core.poll_once()
+    assert [r.order.status for r in results[1:]] == [OrderStatus.FILLED] * 3
+    assert any(forgotten.external_id in e for e in report.errors)   # and the forgotten one is named
