@@ -232,6 +232,8 @@ class PositionTracker(ProtectionSteps):
             unit.publish({"event": "trailing_enabled", "position_id": position.id,
                           "distance_pct": position.trailing_stop_distance_pct})
             self._index(position)
+            # a tighter distance on an activated trail asks for a tighter stop now, not at the next extreme
+            self._schedule(unit, position, reason="trailing stop changed")
         return True
 
     # -- ticks --------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
     triplegain-fsm diagrams [--check]     regenerate (or check) diagrams/ from the machine tables
     triplegain-fsm events --store FILE    export transitions, alerts or fills as CSV or JSON
     triplegain-fsm exchange serve         the paper exchange on a loopback port (--prices CSV to replay)
+    triplegain-fsm simulate --seed N      seeded chaos simulation of the whole core (--steps, --seeds, --crash-rate)
 
 One module per command (`cmd_*.py`, each registers its own arguments); `common` holds
 what they share. Errors a person can fix (a bad config, a missing file, an exchange
@@ -21,7 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from triplegain_fsm.cli import cmd_diagrams, cmd_exchange, cmd_paper, cmd_reconcile, cmd_views
+from triplegain_fsm.cli import cmd_diagrams, cmd_exchange, cmd_paper, cmd_reconcile, cmd_simulate, cmd_views
 from triplegain_fsm.cli.args import _version
 from triplegain_fsm.cli.cmd_paper import resolve_prices  # noqa: F401  (cli.resolve_prices: kept for callers)
 from triplegain_fsm.cli.common import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Parser, UsageError, err
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "store inspection, reconciliation, state diagrams, a served paper exchange.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    for command in (cmd_paper, cmd_views, cmd_reconcile, cmd_diagrams, cmd_exchange):
+    for command in (cmd_paper, cmd_views, cmd_reconcile, cmd_diagrams, cmd_exchange, cmd_simulate):
         command.register(sub)
     return parser
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,8 +27,15 @@ from transitions import Machine, MachineError
 
 from triplegain_fsm.errors import IllegalTransition
 
+# Where every model timestamp comes from: None = the real time. The simulator
+# (triplegain_fsm.simulate) points it at its fake clock for the length of a run, so a seed's
+# timestamps -- and every deadline computed from them -- are the same on every run.
+WALL_CLOCK: Callable[[], float] | None = None
+
 
 def utcnow() -> datetime:
+    if WALL_CLOCK is not None:
+        return datetime.fromtimestamp(WALL_CLOCK(), timezone.utc)
     return datetime.now(timezone.utc)
 
 
