@@ -22,10 +22,11 @@ from typing import Any
 
 from triplegain_fsm import alerts
 from triplegain_fsm.enums import LegLocation, OrderRole, OrderStatus, PositionStatus
-from triplegain_fsm.kraken.errors import InsufficientFunds, KrakenError, UnknownOrder
+from triplegain_fsm.kraken.errors import InsufficientFunds, KrakenError
 from triplegain_fsm.models import Order, Position
 from triplegain_fsm.money import ZERO
-from triplegain_fsm.position_index import CONVERGE, PositionIndex
+from triplegain_fsm.position_amends import LegAmends
+from triplegain_fsm.position_index import CONVERGE
 from triplegain_fsm.protection import CONCLUSIONS, LEG_ROLES, RESTING, Step, holds_spot_balance
 from triplegain_fsm.unit import Unit
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 MAX_STEPS = 8                      # exchange calls one converge may make before yielding
 
 
-class ProtectionSteps(PositionIndex):
+class ProtectionSteps(LegAmends):
     # -- work scheduling ----------------------------------------------------------------------------------
     def _schedule(self, unit: Unit, position: Position, reason: str, delay: float = 0.0,
                   error: str | None = None) -> None:
@@ -348,26 +349,6 @@ class ProtectionSteps(PositionIndex):
         if self.clock() - since.timestamp() >= limit:  # how long it has been without protection
             self._begin_close(position, "unprotected too long")
 
-    def _amend_qty(self, position: Position, step: Step) -> bool:
-        order = step.order
-        assert order is not None and order.external_id is not None
-        try:
-            self.orders.entry.amend_order(order.external_id, order_qty=step.qty)
-        except UnknownOrder:
-            self.orders.refresh([order])
-            return True
-        except KrakenError as exc:
-            with self.guard.unit() as unit:
-                unit.alert(alerts.CONTINGENT_ORDER_FAILURE, alerts.HIGH,
-                           f"resizing {order.role.value} {order.id} to {step.qty} failed: {exc}",
-                           position_id=position.id, order_id=order.id)
-            return self._wait(position, f"amend failed: {exc}")
-        with self.guard.unit() as unit:
-            unit.touch(order)
-            order.size = step.qty
-            self._refresh_coverage(unit, position)
-        return True
-
     def _begin_close(self, position: Position, reason: str) -> None:
         """Start closing, unless another thread already did (checked under the lock: a tick that saw
         the position active a moment ago must not fail because a close started in between)."""
@@ -380,73 +361,3 @@ class ProtectionSteps(PositionIndex):
             self._index(position)
             self._schedule(unit, position, reason=f"close: {reason}")
         self.converge(position.id)
-
-    def _desire(self, unit: Unit, position: Position, role: OrderRole, level: Decimal) -> Decimal:
-        """Record a leg's desired level, to the tick, before any exchange call. Converge moves the
-        exchange there: one amend in flight per leg, always carrying the newest level (latest wins)."""
-        name = LEG_ROLES[role]
-        _, trigger, limit = self.planner.leg_prices(position, role, level)
-        unit.touch(position)
-        setattr(position, name, trigger)
-        order = self.planner.legs(position)[role]
-        if order is not None and order.state == OrderStatus.PENDING.value:  # built, not sent: rebuild it
-            unit.touch(order)
-            order.stop_price, order.price = trigger, limit
-        unit.publish({"event": "position_modified", "position_id": position.id, name: trigger})
-        self._index(position)
-        return trigger
-
-    def _amend_trigger(self, position: Position, role: OrderRole, order: Order) -> bool:
-        """Move a resting leg to its newest desired level. The level is read when the call is sent --
-        after any wait for trading budget -- so every level asked for meanwhile shares this one amend."""
-        assert order.external_id is not None
-        name = LEG_ROLES[role]
-        sent: dict[str, Any] = {}
-
-        def latest() -> dict[str, Decimal | None]:
-            with self.guard.lock:
-                level = getattr(position, name)
-            _, trigger, limit = self.planner.leg_prices(position, role, level)
-            sent.update(level=level, trigger=trigger, limit=limit)
-            with self.guard.lock:   # its report may come before its answer: known as ours, not drift
-                self._sent_triggers.setdefault(order.id, set()).add(trigger)
-            return {"trigger_price": trigger, "limit_price": limit}
-
-        try:
-            self.orders.entry.amend_order(order.external_id, pair=self.client.pairs.resolve(position.symbol).altname,
-                                    order_age=self.orders.age(order), latest=latest)
-        except UnknownOrder:  # it filled or was cancelled meanwhile: learn which, then plan again
-            self.orders.refresh([order])
-            return True
-        except KrakenError as exc:
-            return self._amend_failed(position, role, order, sent.get("level"), exc)
-        with self.guard.unit() as unit:
-            unit.touch(order)
-            order.stop_price, order.price = sent["trigger"], sent["limit"]
-            self._sent_triggers.pop(order.id, None)
-        self._amend_errors.pop((position.id, role), None)
-        return True
-
-    def _amend_failed(self, position: Position, role: OrderRole, order: Order, level: Decimal | None,
-                      exc: KrakenError) -> bool:
-        """A refusal (the exchange will never take this level) puts the desired level back to what the
-        exchange holds; a transient failure keeps it and retries after the poll interval."""
-        name = LEG_ROLES[role]
-        self._amend_errors[(position.id, role)] = (level, exc)
-        refused = not (exc.retry_safe or exc.outcome_unknown)
-        with self.guard.unit() as unit:
-            unit.alert(alerts.MODIFY_FAILED, alerts.CRITICAL if role is OrderRole.STOP_LOSS else alerts.HIGH,
-                       f"{role.value} {order.id} rests at {order.stop_price}, not {level}: {exc}"
-                       + ("; it stays there" if refused else "; retrying"),
-                       position_id=position.id, order_id=order.id)
-            if refused and getattr(position, name) == level and order.stop_price is not None:
-                unit.touch(position)
-                setattr(position, name, order.stop_price)
-                self._index(position)
-        return True if refused else self._wait(position, f"trigger amend failed: {exc}")
-
-    def _trail(self, position: Position, level: Decimal) -> bool:
-        """The trailing stop's new level is one more desired level; the next step amends towards it."""
-        with self.guard.unit() as unit:
-            self._desire(unit, position, OrderRole.STOP_LOSS, level)
-        return True

@@ -286,8 +286,6 @@ class Simulation:
         price = self.scenario.price
         sign = 1 if position.is_long else -1
         stop: Decimal | None = (price * (1 - sign * Decimal(str(round(params["stop_pct"], 4))))).quantize(Decimal("1"))
-        if position.trailing_stop_enabled:
-            stop = None   # a trailing stop is moved by its watermark (known issue: tests/simulate/test_found.py)
         take = None
         if params["take_pct"] is not None:
             take = (price * (1 + sign * Decimal(str(round(params["take_pct"], 4))))).quantize(Decimal("1"))

@@ -90,9 +90,8 @@ class Scenario:
                                  "take_pct": rng.uniform(0.01, 0.06) if rng.random() < 0.5 else None})
 
     def _trail(self) -> Action:
-        # one distance: a changed distance is not re-applied until the next new extreme (known issue, see
-        # tests/simulate/test_found.py), which would end most runs at the first settle
-        return Action("trail", {"pick": self.rng.random(), "distance": 2})
+        # distances change on live trails: a tighter one must move the stop at once (tests/simulate/test_found.py)
+        return Action("trail", {"pick": self.rng.random(), "distance": self.rng.choice((1, 2, 3, 5))})
 
     def _rest_fault(self) -> Action:
         rng = self.rng
