@@ -71,6 +71,8 @@ def test_the_cli_fails_and_names_the_seed(capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.mark.slow
 def test_soak_long_seeds() -> None:
-    totals, failures = run_many(500, 3000, 3, crash_rate=0.02)
+    """Seeds twice as long as CI's batch (`.ci/run`: 40 x 500). Bounded: the invariants read the whole
+    call log after every step, so a seed's cost grows with the square of its length (1,000 steps ~20 s)."""
+    totals, failures = run_many(500, 1000, 3, crash_rate=0.02)
     assert not failures, "\n".join(f.describe() for f in failures)
-    assert sum(totals.crashes.values()) > 50
+    assert sum(totals.crashes.values()) > 20
