@@ -167,9 +167,8 @@ class ExecutionCore:
                                  reconnect_seconds=exchange.stream_reconnect_seconds,
                                  on_change=self._stream_changed)
         if exchange.order_entry == "websocket":   # REST whenever the socket cannot take the order
-            self.orders.entry = WsOrderEntry(self.stream.stream, self.client,
-                                             request_timeout=min(exchange.timeout_seconds,
-                                                                 float(exchange.submit_deadline_seconds)))
+            timeout = min(exchange.timeout_seconds, float(exchange.submit_deadline_seconds))  # float-ok: seconds
+            self.orders.entry = WsOrderEntry(self.stream.stream, self.client, request_timeout=timeout)
         self.stream.start()
 
     def settle_stream(self, timeout: float = 10.0) -> bool:

@@ -56,6 +56,6 @@ def _speed(text: str) -> float:
         value = float(text)  # float-ok: a pace multiplier, not money
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
+    if not 0 < value < float("inf"):   # float-ok: a speed/scale factor bound
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value

@@ -19,7 +19,7 @@ from triplegain_fsm.cli.common import EXIT_OK, EXIT_RUNTIME, UsageError, err
 
 def _rate(text: str) -> float:
     try:
-        value = float(text)
+        value = float(text)   # float-ok: a crash probability, not money
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}") from None
     if not 0 <= value <= 1:

@@ -310,7 +310,8 @@ class Metrics:
             unprotected.add_metric([symbol], value)
         yield unprotected
         budget = core.client.pacer.budget()
-        headroom = {"rest": float(budget["rest"]), "public": float(budget["public"])}  # type: ignore[arg-type]
+        # float-ok: rate-counter points for a gauge, not money
+        headroom = {"rest": float(budget["rest"]), "public": float(budget["public"])}  # type: ignore[arg-type]  # float-ok
         trading: dict[str, float] = budget["trading"]  # type: ignore[assignment]
         headroom.update({f"trading:{pair}": value for pair, value in trading.items()})
         yield _gauge("triplegain_rate_counter_headroom", "Cost that can be spent now without waiting, per "
