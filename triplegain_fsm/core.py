@@ -174,10 +174,11 @@ class ExecutionCore:
     def settle_stream(self, timeout: float = 10.0) -> bool:
         """Paper mode: wait until the stream has applied everything the paper exchange pushed, and
         its follow-up work (stops it placed) is done. A replay calls it after each tick, so a session
-        on the stream is as reproducible as one on polling. False on timeout, or with no stream."""
+        on the stream is as reproducible as one on polling. False on timeout, or with no stream or
+        one that is down (at once: a session on a hostile exchange must not wait for a dead socket)."""
         link, server = self.stream, self._ws_server
-        if link is None or server is None:
-            return False
+        if link is None or server is None or not link.healthy:
+            return False     # nothing comes over a stream that is down: the poll is the source meanwhile
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             written = server.quiet()

@@ -31,12 +31,15 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import attrs
 
 from triplegain_fsm.config import Config
 from triplegain_fsm.core import ExecutionCore
 from triplegain_fsm.enums import PositionStatus
 from triplegain_fsm.errors import (
+    CircuitOpenError,
     ConfigError,
     IllegalTransition,
     NotFoundError,
@@ -69,6 +72,7 @@ from triplegain_fsm.session_schedule import (  # noqa: F401  (public names of th
 from triplegain_fsm.session_summary import (  # noqa: F401  (public names of this module since the start)
     CENT,
     ActionOutcome,
+    ChaosOutcome,
     PositionResult,
     SessionSummary,
     position_result,
@@ -94,11 +98,21 @@ _HOLDING = frozenset({PositionStatus.UNPROTECTED.value, PositionStatus.PROTECTED
 Progress = Callable[[int, int], None]
 
 
+class Hostility(Protocol):
+    """A hostile exchange for the session (`simulate.chaos.PaperChaos`): incidents before ticks,
+    calm before the wind-down, a verdict after it."""
+
+    def start(self, core: ExecutionCore, symbol: str) -> None: ...
+    def tick(self, index: int, price: Decimal) -> None: ...
+    def calm(self) -> None: ...
+    def finish(self) -> ChaosOutcome: ...
+
+
 class _Session:
     """One run: the core, the clock, the schedule, and what happened to each action."""
 
     def __init__(self, config: Config, ticks: list[Tick], schedule: list[tuple[int, Action]], symbol: str,
-                 poll_every: int) -> None:
+                 poll_every: int, chaos: Hostility | None = None) -> None:
         if config.exchange.mode != "paper":
             raise ConfigError("exchange.mode: a paper session runs only in paper mode (this config is live)")
         if poll_every < 1:
@@ -107,6 +121,7 @@ class _Session:
         self.ticks = ticks
         self.symbol = symbol
         self.poll_every = poll_every
+        self.chaos = chaos
         self.by_tick: dict[int, list[Action]] = {}
         for index, action in schedule:
             if not 0 <= index < len(ticks):
@@ -122,6 +137,8 @@ class _Session:
             self.core.client.pairs.resolve(symbol)
             self.recorder = SessionRecorder(self.core, symbol)   # prices and level moves, for reports
             self.on_stream = self._connect_stream()
+            if chaos is not None:
+                chaos.start(self.core, symbol)
         except BaseException:
             self.core.close()
             raise
@@ -141,8 +158,11 @@ class _Session:
 
     def _settle(self) -> None:
         """On the stream: everything the exchange pushed is applied before the replay moves on."""
-        if self.on_stream and not self.core.settle_stream():
+        if self.on_stream and not self.core.settle_stream() and self._stream_up():
             log.warning("paper session: the stream did not settle within its bound; polling catches up")
+
+    def _stream_up(self) -> bool:
+        return self.core.stream is not None and self.core.stream.healthy
 
     def run(self, on_progress: Progress | None) -> SessionSummary:
         started = time.perf_counter()
@@ -151,6 +171,8 @@ class _Session:
         origin = self.ticks[0].time
         for index, tick in enumerate(self.ticks):
             self.clock.set(self.start + (tick.time - origin))
+            if self.chaos is not None:
+                self.chaos.tick(index, tick.price)
             self.core.price_tick(self.symbol, tick.price)
             self._settle()
             for action in self.by_tick.get(index, ()):
@@ -163,17 +185,20 @@ class _Session:
             if on_progress is not None and pct != last_pct:
                 last_pct = pct
                 on_progress(index + 1, total)
+        if self.chaos is not None:
+            self.chaos.calm()
         self._wind_down(self.ticks[-1])
+        outcome = self.chaos.finish() if self.chaos is not None else None
         elapsed = time.perf_counter() - started
-        return self._summary(elapsed)
+        return attrs.evolve(self._summary(elapsed), chaos=outcome)
 
     # -- actions ---------------------------------------------------------------------------------
     def _apply(self, index: int, action: Action, price: Decimal) -> None:
         label = _describe(action, self.symbol)
         try:
             outcome = self._do(action, price)
-        except (ProposalError, IllegalTransition, NotFoundError, KrakenError) as exc:
-            outcome = f"refused: {exc}"
+        except (ProposalError, IllegalTransition, NotFoundError, CircuitOpenError, KrakenError) as exc:
+            outcome = f"refused: {exc}"     # a bot is told why, and the replay goes on as a bot's loop would
         self.outcomes.append(ActionOutcome(index, label, outcome))
 
     def _do(self, action: Action, price: Decimal) -> str:
@@ -269,20 +294,22 @@ class _Session:
 
 def run_paper_session(config: Config, ticks: Iterable[Any], proposals: Iterable[tuple[int, Any]], *,
                       symbol: str = DEMO_SYMBOL, poll_every: int = 1,
-                      on_progress: Progress | None = None) -> SessionSummary:
+                      on_progress: Progress | None = None, chaos: Hostility | None = None) -> SessionSummary:
     """Replay `ticks` for `symbol` through a paper-mode core, acting on `proposals` at their tick index.
 
     Polls after every `poll_every` ticks; at the end closes every open
     position (reason "session end") and settles. The store at
     `config.storage.path` is left for inspection. Raises ConfigError for a
     live config and ScheduleError for a bad schedule, before anything runs.
+    `chaos` (e.g. `simulate.chaos.PaperChaos(seed)`) makes the exchange hostile;
+    the summary's verdict is then its invariants.
     """
     series = as_ticks(ticks)
     if not series:
         raise ValidationError("ticks: the price series is empty")
     schedule = [(int(index), as_action(action)) for index, action in proposals]
     check_refs(schedule)
-    session = _Session(config, series, schedule, symbol, poll_every)
+    session = _Session(config, series, schedule, symbol, poll_every, chaos)
     try:
         return session.run(on_progress)
     finally:

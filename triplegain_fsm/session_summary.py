@@ -53,6 +53,15 @@ class ActionOutcome:
 
 
 @attrs.frozen
+class ChaosOutcome:
+    """What a `--chaos` session injected and whether the simulator's invariants held through it."""
+
+    seed: int
+    lines: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class SessionSummary:
     symbol: str
     ticks: int
@@ -72,6 +81,7 @@ class SessionSummary:
     alerts_by_type: Mapping[str, int]
     critical_alerts: Mapping[str, int] = attrs.field(factory=dict)   # alert type -> count, severity critical
     never_protected: tuple[str, ...] = ()                            # positions that held size, never PROTECTED
+    chaos: ChaosOutcome | None = None                                # a --chaos session's incidents and invariants
 
     @property
     def refused_actions(self) -> tuple[ActionOutcome, ...]:
@@ -94,7 +104,8 @@ class SessionSummary:
     @property
     def ok(self) -> bool:
         """Clean end: nothing open anywhere, both ledgers agree to the cent, no critical alert (a position
-        left without its stop raises one), and the schedule traded at all. Positions closed before their
+        left without its stop raises one; under --chaos: every invariant held instead), and the schedule
+        traded at all. Positions closed before their
         stop was placed are reported (`never_protected`), not failed: a close may rightly come first."""
         return not self.problems()
 
@@ -110,7 +121,10 @@ class SessionSummary:
             found.append(f"total P&L: core {self.core_pnl} != exchange {self.exchange_pnl}")
         if abs(self.total_fees - self.exchange_fees) >= CENT:
             found.append(f"fees: core {self.total_fees} != exchange {self.exchange_fees}")
-        if self.critical_alerts:
+        if self.chaos is not None:
+            # on a hostile exchange critical alerts are the core telling the truth; the invariants decide
+            found.extend(self.chaos.problems)
+        elif self.critical_alerts:
             found.append("critical alerts: " + ", ".join(f"{n} {kind}" for kind, n in self.critical_alerts.items()))
         if self.nothing_traded:
             found.append("no entry of the schedule was placed")

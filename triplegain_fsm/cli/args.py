@@ -15,6 +15,16 @@ def _decimal(text: str) -> Decimal:
     return value
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)   # float-ok: a probability, not money
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from triplegain_fsm.cli.args import _decimal, _positive_int
+from triplegain_fsm.cli.args import _decimal, _positive_int, _probability
 from triplegain_fsm.cli.common import (
     EXIT_OK,
     EXIT_RUNTIME,
@@ -26,6 +26,7 @@ from triplegain_fsm.cli.common import (
 from triplegain_fsm.config import Config, load_yaml
 from triplegain_fsm.views.summary_text import print_summary
 
+CHAOS_RECONNECT_SECONDS = 0.2
 DEMO_CONFIG = "demo.yaml"     # triplegain_fsm/data/demo.yaml, copied to config/demo.yaml for the repository
 
 
@@ -34,7 +35,11 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
     if args.report:
         need_matplotlib()        # before the replay, not after it
+    if args.chaos_rate is not None and args.chaos is None:
+        raise UsageError("--chaos-rate: only with --chaos")
     config, store = _config_and_store(args)
+    if args.chaos is not None:
+        config = chaos_config(config)
     if args.prices:
         ticks = csv_ticks(args.prices, args.scale)
         source = f"{args.prices}" + (f" x{args.scale}" if args.scale != 1 else "")
@@ -81,6 +86,16 @@ def _config_and_store(args: argparse.Namespace) -> tuple[Config, Path]:
     named = args.store or (config.storage.path if _sets_storage_path(args.config) else None)
     store = new_store_path(named)
     return with_store(config, store), store
+
+
+def chaos_config(config: Config) -> Config:
+    """A replay runs hours in seconds: a stream cut under --chaos must come back within it, not after
+    the configured (wall-clock) reconnect delay."""
+    import attrs
+
+    exchange = config.exchange
+    quick = min(exchange.stream_reconnect_seconds, CHAOS_RECONNECT_SECONDS)
+    return attrs.evolve(config, exchange=attrs.evolve(exchange, stream_reconnect_seconds=quick))
 
 
 def _sets_storage_path(config_file: str) -> bool:
@@ -153,9 +168,15 @@ def _replay(args: argparse.Namespace, session: Any, config: Config, ticks: list[
     """Run the session with its progress shown: a rich bar on a terminal, lines when piped, none with --quiet."""
     from triplegain_fsm.views import progress
 
+    chaos = None
+    if args.chaos is not None:
+        from triplegain_fsm.simulate.chaos import PaperChaos
+
+        chaos = PaperChaos(args.chaos) if args.chaos_rate is None else PaperChaos(args.chaos, rate=args.chaos_rate)
+
     def run(on_progress: Any) -> Any:
         return session.run_paper_session(config, ticks, schedule, symbol=args.symbol, poll_every=args.poll_every,
-                                         on_progress=on_progress)
+                                         on_progress=on_progress, chaos=chaos)
 
     if args.quiet:
         return run(None)
@@ -239,4 +260,12 @@ def register(sub: Any) -> None:
     paper.add_argument("--quiet", action="store_true", help="no progress lines or bar")
     paper.add_argument("--report", metavar="FILE.html", help="also write the session's HTML report "
                        "(needs the report extra: pip install 'triplegain-fsm[report]')")
+    paper.add_argument("--chaos", type=int, nargs="?", const=1, default=None, metavar="SEED",
+                       help="run on a hostile exchange: before each tick, with probability --chaos-rate, a "
+                       "seeded REST fault or storm, a stream drop/gap/lost update/dead token, a fault on the "
+                       "WebSocket order entry, or a human cancelling a stop or an entry at the exchange. "
+                       "The verdict is then the simulator's invariants (critical alerts are counted, "
+                       "expected here); the stream reconnects within 0.2 s so it comes back within a replay")
+    paper.add_argument("--chaos-rate", type=_probability, default=None, metavar="P",
+                       help="incidents per tick under --chaos (default 0.03)")
     paper.set_defaults(func=cmd_paper)

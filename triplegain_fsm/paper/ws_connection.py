@@ -58,6 +58,7 @@ class WsSettings:
 class Subscription:
     token: str
     sequence: int = 0        # written by the writer thread only
+    sent: int = 0            # the last sequence number actually sent (a dropped update uses one up unsent)
     ended: bool = False
 
 
@@ -148,12 +149,13 @@ class Connection:
 
     def quiet(self) -> int | None:
         """The last sequence number written, once nothing is queued, held or being written; else None.
-        A paper session waits for the client to have applied up to it before its next tick."""
+        A paper session waits for the client to have applied up to it before its next tick. An update
+        lost on purpose is not waited for: like Kraken's client, ours learns of it from the next one."""
         with self._lock:
             if self._holding or self._held or self._outbox.unfinished_tasks:
                 return None
             subscription = self._subscription
-        return subscription.sequence if subscription is not None else 0
+        return subscription.sent if subscription is not None else 0
 
     def _sequenced(self, kind: str, subscription: Subscription, frame: Frame) -> Frame | None:
         if kind == "snapshot":
@@ -163,6 +165,7 @@ class Connection:
             subscription.sequence += 2 if skip else 1
             if drop:
                 return None
+        subscription.sent = subscription.sequence
         return {**frame, "sequence": subscription.sequence}
 
     def _emit(self, frame: Frame) -> bool:

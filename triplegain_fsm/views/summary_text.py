@@ -55,7 +55,11 @@ def print_summary(summary: Any, out: TextIO) -> None:
     print(f"positions that held size and were never protected: {never}", file=out)
     print(f"{summary.ticks:,} ticks in {summary.elapsed_seconds:.2f} s ({summary.ticks_per_second:,.0f} ticks/s)",
           file=out)
+    if summary.chaos is not None:
+        print("", *summary.chaos.lines, sep="\n", file=out)
     ok = "OK: books agree to the cent, nothing left open, no critical alert"
+    if summary.chaos is not None:
+        ok = "OK: books agree to the cent, nothing left open, every invariant held through the chaos"
     verdict = ok if summary.ok else "FAILED: " + "; ".join(summary.problems())
     print(verdict, file=out)
     print(f"store: {summary.store_path}  (triplegain-fsm status --store ...; triplegain-fsm events --store ...)",
