@@ -54,6 +54,8 @@ class LegAmends(PositionIndex):
         _, trigger, limit = self.planner.leg_prices(position, role, level)
         unit.touch(position)
         setattr(position, name, trigger)
+        key = (position.id, role)
+        self._leg_wanted[key] = self._leg_wanted.get(key, 0) + 1
         order = self.planner.legs(position)[role]
         if order is not None and order.state == OrderStatus.PENDING.value:  # built, not sent: rebuild it
             unit.touch(order)
@@ -69,9 +71,12 @@ class LegAmends(PositionIndex):
         name = LEG_ROLES[role]
         sent: dict[str, Any] = {}
 
+        key = (position.id, role)
+
         def latest() -> dict[str, Decimal | None]:
             with self.guard.lock:
                 level = getattr(position, name)
+                sent["generation"] = self._leg_wanted.get(key, 0)
             _, trigger, limit = self.planner.leg_prices(position, role, level)
             sent.update(level=level, trigger=trigger, limit=limit)
             with self.guard.lock:   # its report may come before its answer: known as ours, not drift
@@ -80,18 +85,37 @@ class LegAmends(PositionIndex):
 
         try:
             self.orders.entry.amend_order(order.external_id, pair=self.client.pairs.resolve(position.symbol).altname,
-                                    order_age=self.orders.age(order), latest=latest)
+                                          order_age=self.orders.age(order), latest=latest)
         except UnknownOrder:  # it filled or was cancelled meanwhile: learn which, then plan again
             self.orders.refresh([order])
+            self._leg_moved_now()
             return True
         except KrakenError as exc:
-            return self._amend_failed(position, role, order, sent.get("level"), exc)
+            self._leg_failed[key] = max(self._leg_failed.get(key, 0), sent.get("generation", 0))
+            try:
+                return self._amend_failed(position, role, order, sent.get("level"), exc)
+            finally:
+                self._leg_moved_now()
         with self.guard.unit() as unit:
             unit.touch(order)
             order.stop_price, order.price = sent["trigger"], sent["limit"]
             self._sent_triggers.pop(order.id, None)
-        self._amend_errors.pop((position.id, role), None)
+        self._amend_errors.pop(key, None)
+        self._leg_held[key] = max(self._leg_held.get(key, 0), sent["generation"])
+        self._leg_moved_now()
         return True
+
+    def _leg_moved_now(self) -> None:
+        """Wake the callers waiting for a leg's level: an amend ended, or a position's lock is free."""
+        with self._leg_moved:
+            self._leg_events += 1
+            self._leg_moved.notify_all()
+
+    def _leg_settled(self, position_id: str, generations: dict[OrderRole, int]) -> bool:
+        """Every level asked (by generation) is at the exchange, or an amend carrying it or a newer
+        one has ended in failure (the caller then reads `_amend_errors`)."""
+        return all(max(self._leg_held.get((position_id, role), 0), self._leg_failed.get((position_id, role), 0))
+                   >= generation for role, generation in generations.items())
 
     def _amend_failed(self, position: Position, role: OrderRole, order: Order, level: Decimal | None,
                       exc: KrakenError) -> bool:

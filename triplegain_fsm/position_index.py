@@ -48,6 +48,14 @@ class PositionIndex:
         self._sent_triggers: dict[str, set[Decimal]] = {}   # order id -> triggers our amends sent, unconfirmed
         self._op_locks: dict[str, threading.RLock] = {}
         self._amend_errors: dict[tuple[str, OrderRole], tuple[Decimal | None, KrakenError]] = {}  # last failure
+        # Generations of each leg's desired level: the newest asked for, the newest an acknowledged
+        # amend carried, the newest a failed amend carried. A caller waits for its own generation,
+        # not for levels asked after it (position_amends.LegAmends, ProtectionSteps.converge_for).
+        self._leg_wanted: dict[tuple[str, OrderRole], int] = {}
+        self._leg_held: dict[tuple[str, OrderRole], int] = {}
+        self._leg_failed: dict[tuple[str, OrderRole], int] = {}
+        self._leg_moved = threading.Condition(threading.Lock())   # an amend ended, or a position's lock freed
+        self._leg_events = 0
         self._prepared: set[str] = set()                 # PENDING legs created with a fill, not yet sent
         self.planner = ProtectionPlanner(
             orders, client.pairs, config, self._prepared, self.get_open_positions,
@@ -89,6 +97,9 @@ class PositionIndex:
         if position.state == PositionStatus.CLOSED.value:
             self._open.pop(position.id, None)
             self._op_locks.pop(position.id, None)
+            for role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT):
+                for generations in (self._leg_wanted, self._leg_held, self._leg_failed):
+                    generations.pop((position.id, role), None)
             self._closed[position.id] = position
             while len(self._closed) > self.config.orders.history_size:
                 self._closed.popitem(last=False)

@@ -33,6 +33,7 @@ from triplegain_fsm.unit import Unit
 log = logging.getLogger(__name__)
 
 MAX_STEPS = 8                      # exchange calls one converge may make before yielding
+LEG_WAIT_SECONDS = 1.0             # a waiting caller looks again at least this often (float-ok: seconds)
 
 
 class ProtectionSteps(LegAmends):
@@ -81,6 +82,7 @@ class ProtectionSteps(LegAmends):
         finally:
             if acquired:
                 lock.release()
+                self._leg_moved_now()
 
     # -- converge -------------------------------------------------------------------------------------------
     def converge(self, position_id: str, wait: bool = True) -> Position | None:
@@ -105,6 +107,22 @@ class ProtectionSteps(LegAmends):
             with self.guard.unit() as unit:
                 self._schedule(unit, position, reason="more steps needed")
             return position
+
+    def converge_for(self, position_id: str, generations: dict[OrderRole, int]) -> None:
+        """Converge for a caller that asked for levels (`generations`, from `_desire`): return once the
+        exchange holds them or newer ones, whoever's call took them there. Overlapping callers share
+        amends, and none waits behind levels asked after its own (issue 11: latest wins). While
+        another call holds the position, wait for its amends to end; once free, do the work here."""
+        while True:
+            with self._leg_moved:
+                seen = self._leg_events
+            if self._leg_settled(position_id, generations) or self.converge(position_id, wait=False) is not None:
+                return
+            self._await_leg_event(seen)
+
+    def _await_leg_event(self, seen: int) -> None:
+        with self._leg_moved:
+            self._leg_moved.wait_for(lambda: self._leg_events != seen, timeout=LEG_WAIT_SECONDS)
 
     def _finish(self, unit: Unit, position: Position, step: Step | None) -> None:
         if step is not None and step.action == "settle":

@@ -180,9 +180,10 @@ class PositionTracker(ProtectionSteps):
             for role, level in ((OrderRole.STOP_LOSS, new_sl), (OrderRole.TAKE_PROFIT, new_tp)):
                 if level is not None:
                     wanted[role] = self._desire(unit, position, role, level)
+            generations = {role: self._leg_wanted[(position.id, role)] for role in wanted}
             self._reassess(unit, position)  # a level the exchange does not hold yet is not protection
             self._schedule(unit, position, reason="levels moved")
-        self.converge(position.id)
+        self.converge_for(position.id, generations)
         for role, level in wanted.items():
             failed = self._amend_errors.get((position.id, role))
             if failed is not None and failed[0] == level:
