@@ -135,6 +135,20 @@ def test_transport_failures_map_to_distinct_classes(kx, mock, clock, raised, cls
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
+def test_every_attempt_that_got_no_answer_is_told_to_the_observers(kx, mock, client):
+    """requests' response hooks never see a call that got no answer; telemetry learns of it here,
+    once per attempt, and an observer that fails changes nothing the caller is told."""
+    seen: list[tuple[str, str]] = []
+    client.on_unanswered.extend([lambda method, outcome: seen.append((method, outcome)),
+                                 lambda method, outcome: 1 / 0])
+    mock.post(kx.private_url("QueryOrders"), body=requests.exceptions.ReadTimeout())
+    mock.post(kx.private_url("QueryOrders"), body=requests.exceptions.ConnectionError("refused"))
+    mock.post(kx.private_url("QueryOrders"), status=502)
+    mock.post(kx.private_url("QueryOrders"), **kx.ok({"OA": {"status": "open"}}))
+    assert client.private("QueryOrders", txid="OA") == {"OA": {"status": "open"}}
+    assert seen == [("QueryOrders", "timeout"), ("QueryOrders", "connection_failed")]
+
+
 @pytest.mark.parametrize("body", [
     "<html>not json</html>", "", "[]", '{"result": {}}', '{"error": "EGeneral:x", "result": {}}',
     '{"error": [1], "result": {}}', '{"error": []}', '{"error": [], "result": []}',

@@ -25,7 +25,15 @@ import requests
 
 from triplegain_fsm.errors import ValidationError
 from triplegain_fsm.kraken import wire
-from triplegain_fsm.kraken.errors import KrakenError, MalformedResponse, MissingCredentials, RateLimitError
+from triplegain_fsm.kraken.errors import (
+    ConnectionFailed,
+    KrakenError,
+    MalformedResponse,
+    MissingCredentials,
+    RateLimitError,
+    RequestTimeout,
+    TransportError,
+)
 from triplegain_fsm.kraken.order_request import OrderRequest
 from triplegain_fsm.kraken.pairs import PairInfo, PairRegistry
 from triplegain_fsm.kraken.params import wire_decimal
@@ -112,6 +120,9 @@ class KrakenClient:
         self._sleep = sleep
         self.max_attempts, self.max_retry_seconds = max_attempts, max_retry_seconds
         self.pacer = Pacer(tier, clock=clock, sleep=self.pause)
+        # (method, outcome) for every call that got no HTTP answer at all (timeout, refused, reset):
+        # requests' response hooks never see those, and telemetry must (Metrics counts them).
+        self.on_unanswered: list[Callable[[str, str], None]] = []
         self.pairs = PairRegistry(lambda: self.public("AssetPairs"))
         self.submitter = OrderSubmitter(self, deadline_seconds=deadline_seconds, settle_seconds=settle_seconds,
                                          max_submissions=max_submissions, lookup_attempts=lookup_attempts)
@@ -159,12 +170,26 @@ class KrakenClient:
         self.pacer.acquire(method, private=private, pair=pair, order_age=order_age)
         params, as_json = build()
         try:
-            response = self._send_private(method, params, as_json) if private else self._send_public(method, params)
+            try:
+                response = (self._send_private(method, params, as_json) if private
+                            else self._send_public(method, params))
+            except TransportError as unanswered:
+                self._unanswered(method, unanswered)
+                raise
             return wire.parse_response(method, response)
         except KrakenError as exc:
             if isinstance(exc, RateLimitError):
                 self.pacer.saturate(method, private=private, pair=pair)   # our mirror was behind: next attempt waits
             raise wire.redact(exc, self._secrets()) from None
+
+    def _unanswered(self, method: str, exc: TransportError) -> None:
+        outcome = ("timeout" if isinstance(exc, RequestTimeout)
+                   else "connection_failed" if isinstance(exc, ConnectionFailed) else "transport_error")
+        for observer in list(self.on_unanswered):
+            try:
+                observer(method, outcome)
+            except Exception:  # an observer's bug must never change what the caller is told
+                logger.debug("an on_unanswered observer failed", exc_info=True)
 
     def _send_public(self, method: str, params: Mapping[str, Any]) -> requests.Response:
         url = f"{self.base_url}/0/public/{method}"

@@ -88,7 +88,8 @@ class Metrics:
         registry = self.registry
         self.exchange_calls = Counter(
             "triplegain_exchange_calls", "HTTP calls to the exchange by Kraken method and outcome (ok, a Kraken "
-            "error category, http_4xx/http_429/http_5xx, malformed); transport failures are not counted yet",
+            "error category, http_4xx/http_429/http_5xx, malformed; no answer at all: timeout, "
+            "connection_failed, transport_error)",
             ("method", "outcome"), registry=registry)
         self.alerts = Counter("triplegain_alerts", "Risk alerts raised (after the repeat policy)",
                               ("alert_type", "severity"), registry=registry)
@@ -126,6 +127,7 @@ class Metrics:
         core.bus.subscribe(EXECUTION, self._on_execution)
         core.bus.subscribe(RISK_ALERTS, self._on_alert)
         core.client.session.hooks["response"].append(self._on_response)
+        core.client.on_unanswered.append(self._on_unanswered)
 
     # -- the HTTP endpoint --------------------------------------------------------------------------
     @property
@@ -184,6 +186,9 @@ class Metrics:
             self.exchange_calls.labels(method, call_outcome(response)).inc()
         except Exception:  # a metrics bug must never fail an exchange call
             log.debug("could not count an exchange call", exc_info=True)
+
+    def _on_unanswered(self, method: str, outcome: str) -> None:
+        self.exchange_calls.labels(method, outcome).inc()
 
     def _on_execution(self, message: Message) -> None:
         payload = message.payload
