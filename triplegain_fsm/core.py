@@ -73,8 +73,9 @@ class ExecutionCore:
         client.keep_nonces(store)
         policy = config.alerts
         notify_at = config.notifications.min_severity if config.notifications.urls else None  # the outbox
+        # repeat_after_seconds on the core's clock: a fake or replay clock, not the wall's (simulate found it)
         self.guard = StateGuard(store, self.bus, AlertPolicy(policy.log_level, policy.repeat_after_seconds,
-                                                             policy.persist, notify_at=notify_at))
+                                                             policy.persist, clock=clock, notify_at=notify_at))
         self.orders = OrderExecutionManager(self.guard, client, config, clock=clock)
         self.positions = PositionTracker(self.guard, client, config, self.orders, clock=clock)
         self.orders.positions = self.positions
@@ -124,10 +125,21 @@ class ExecutionCore:
                                   **extra)
             if paper is not None:
                 paper.mount(client.session, exchange.base_url)
-        store = Store(config.storage.path)
-        if paper is not None:
-            paper_account.adopt(store, paper)   # the store remembers which paper account it trades on
-        return cls(config, client, store, paper=paper, **kwargs)
+        try:
+            store = Store(config.storage.path)
+        except BaseException:
+            if paper is not None:
+                paper.close()
+            raise
+        try:
+            if paper is not None:
+                paper_account.adopt(store, paper)   # the store remembers which paper account it trades on
+            return cls(config, client, store, paper=paper, **kwargs)
+        except BaseException:   # e.g. a notification URL refused: a refused start leaves no file open
+            store.close()
+            if paper is not None:
+                paper.close()
+            raise
 
     def restore(self) -> None:
         """Load unfinished orders and positions into their machines, in their saved state."""

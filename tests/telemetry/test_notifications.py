@@ -206,3 +206,21 @@ def test_a_url_apprise_refuses_is_refused_at_start_without_echoing_it(make_core)
     with pytest.raises(ConfigError) as info:
         make_core(notifications={"urls": ["nosuchservice://tok3n-value/x"]})
     assert "urls[0]" in str(info.value) and "tok3n" not in str(info.value)
+
+
+def test_a_start_refused_by_its_notification_urls_leaves_no_file_open(tmp_path, monkeypatch):
+    """The store (and a paper account's file) opened before the refusal are closed again."""
+    from triplegain_fsm import core as core_module
+    from triplegain_fsm.testing import paper_config
+
+    closed: list[str] = []
+
+    class Recorded(Store):
+        def close(self) -> None:
+            closed.append(self.path)
+            super().close()
+    monkeypatch.setattr(core_module, "Store", Recorded)
+    config = paper_config(tmp_path / "refused.sqlite", notifications={"urls": ["nosuchservice://x/y"]})
+    with pytest.raises(ConfigError, match="urls\\[0\\]"):
+        ExecutionCore.from_settings(config)
+    assert closed == [str(tmp_path / "refused.sqlite")]
