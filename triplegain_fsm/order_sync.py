@@ -80,6 +80,7 @@ class PositionHooks(Protocol):
     def on_order_final(self, unit: Unit, order: Order) -> None: ...
     def on_order_settled(self, unit: Unit, order: Order) -> None: ...
     def on_trigger_moved(self, unit: Unit, order: Order, trigger: Decimal) -> None: ...
+    def on_leg_resized(self, unit: Unit, order: Order, shrunk: bool) -> None: ...
 
 
 class OrderSyncMixin:
@@ -262,7 +263,9 @@ class OrderSyncMixin:
     def _apply_amended(self, unit: Unit, order: Order, event: Amended) -> None:
         if event.qty is not None and event.qty != order.size and event.qty >= order.filled_size:
             unit.touch(order)
-            order.size = event.qty  # the exchange is the truth (an amend, or a manual edit)
+            shrunk, order.size = event.qty < order.size, event.qty  # the exchange is the truth
+            if self.positions is not None:   # (an amend, a manual edit, a reduce-only cap)
+                self.positions.on_leg_resized(unit, order, shrunk)
         trigger = event.trigger_price
         if (trigger is not None and order.stop_price is not None and trigger != order.stop_price
                 and self.positions is not None):

@@ -130,6 +130,23 @@ class PositionTracker(ProtectionSteps):
                    f"{name} of position {position.id} is at {trigger} at the exchange, not {old}: adopted",
                    position_id=position.id, order_id=order.id)
 
+    def on_leg_resized(self, unit: Unit, order: Order, shrunk: bool) -> None:
+        """The exchange holds a leg at another size than recorded (our own amend reported, a human's
+        edit, or Kraken capping a reduce-only leg at a position netted with someone else's): the
+        position's state says what the legs now cover, and a leg that no longer covers the size is
+        said and worked on (converge resizes it where the exchange lets it). Only a leg made smaller
+        than the position is drift: one that has not grown yet with a new fill is just behind."""
+        position = self._open.get(order.position_id or "")
+        name = LEG_ROLES.get(order.role)
+        if position is None or name is None or getattr(position, f"{name}_order_id") != order.id:
+            return
+        self._reassess(unit, position)
+        if shrunk and order.remaining_size < position.size:
+            unit.alert(alerts.EXCHANGE_DRIFT, alerts.CRITICAL if order.role is OrderRole.STOP_LOSS else alerts.HIGH,
+                       f"{name} of position {position.id} covers {order.remaining_size} at the exchange, the "
+                       f"position holds {position.size}", position_id=position.id, order_id=order.id)
+            self._schedule(unit, position, reason=f"{name} resized at the exchange")
+
     def _leg_gone(self, unit: Unit, position: Position, order: Order) -> None:
         """A leg ended without filling. Expected while closing; otherwise protection was lost."""
         name = LEG_ROLES[order.role]

@@ -73,3 +73,34 @@ def test_a_rewards_balance_is_the_same_coins_not_drift(make_core, collect):
     report = core.sync_with_exchange()
     assert report.position_drift == [] and "exchange_drift" not in kinds(alerts)
     assert position.status is PositionStatus.PROTECTED
+
+
+def test_a_leg_capped_by_the_exchange_below_the_position_is_said_and_resized(make_core, collect):
+    """Found by the simulator: a human's margin position on the same pair nets with the core's, Kraken
+    caps the core's reduce-only leg at the smaller net, and the core kept counting it as covering the
+    whole position. Now the shrink is drift, the state says what the leg covers, and converge resizes it."""
+    core = make_core(account="margin")
+    _, alerts = collect(core)
+    core.client.private("AddOrder", pair="XBTUSD", type="buy", ordertype="market", leverage="2",
+                        volume="0.04")  # a human's own long
+    result = core.orders.execute_trade(TradeProposal(symbol="BTC/USD", side="sell", size_usd=D("4300"),
+                                                     stop_loss=D(45000), take_profit=D(40000), leverage=2))
+    seen: list[tuple[D, bool]] = []
+
+    def on_drift(message) -> None:
+        if message.payload["alert_type"] == "exchange_drift" and message.payload.get("order_id"):
+            position = core.positions.get_position(result.position_id)
+            seen.append((position.take_profit_covered, position.legs_cover_size()))
+    core.bus.subscribe("risk_alerts", on_drift)
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    target = core.orders.get_order(position.take_profit_order_id)
+    drift = [a.payload for a in alerts if a.payload["alert_type"] == "exchange_drift"
+             and a.payload.get("order_id") == target.id]
+    assert drift and drift[0]["severity"] == "high" and "covers 0.06000000" in drift[0]["message"]
+    assert seen[0] == (D("0.06"), False), "while capped, the leg counts for what it covers"
+    core.poll_once()
+    held = core.paper.order(target.external_id)
+    assert D(held["vol"]) == position.size == target.size and position.take_profit_covered == position.size
+    assert any(a.payload["alert_type"] == "exchange_drift" and a.payload["severity"] == "critical"
+               and "margin XBTUSD" in a.payload["message"] for a in alerts), "the netted position itself"
