@@ -34,3 +34,23 @@ def test_a_tighter_trailing_distance_moves_the_stop_at_once(tmp_path) -> None:
         assert trailing_target(position) is None, f"stop {position.stop_loss}, watermark {position.trailing_watermark}"
     finally:
         core.close()
+
+
+# simulate seed 502 (1,000 steps, crash rate 0.02; test_soak_long_seeds): a human's margin position was
+# reported as drift once, then its size changed and the core's reconciliations said so, but the alert
+# policy measured `alerts.repeat_after_seconds` on the wall clock (time.monotonic) instead of the core's:
+# on a fake or replay clock, where hours pass in seconds, a condition alerted once was never alerted again
+# (invariant foreign_position_reported). Fixed: ExecutionCore hands its clock to the AlertPolicy.
+def test_alerts_repeat_after_the_interval_on_the_cores_clock(tmp_path) -> None:
+    clock = FakeClock()
+    core = paper_core(tmp_path / "a.sqlite", "margin", clock=clock, alerts={"repeat_after_seconds": 300})
+    seen: list[str] = []
+    core.bus.subscribe("risk_alerts", lambda message: seen.append(message.payload["message"]))
+    try:
+        for message in ("drift 0.5", "drift 0.5 again", "drift 0.3"):
+            with core.guard.unit() as unit:
+                unit.alert("exchange_drift", "critical", message, asset="ETHUSD", kind="margin")
+            clock.advance(200)
+        assert seen == ["drift 0.5", "drift 0.3"]      # the repeat at 200 s is held back, the one at 400 s is not
+    finally:
+        core.close()

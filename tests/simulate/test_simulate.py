@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from triplegain_fsm import order_sync
+from triplegain_fsm import order_sync, reconcile
 from triplegain_fsm.cli import main
-from triplegain_fsm.simulate import run_many, run_seed
+from triplegain_fsm.simulate import Totals, run_many, run_seed
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +38,7 @@ def test_cli_output_is_identical_for_the_same_seed(capsys: pytest.CaptureFixture
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1]
     assert "unprotected position-seconds" in outputs[0] and "all invariants held" in outputs[0]
+    assert "accounts: " in outputs[0] and "WebSocket order-entry faults" in outputs[0]
 
 
 @pytest.fixture
@@ -76,3 +77,24 @@ def test_soak_long_seeds() -> None:
     totals, failures = run_many(500, 1000, 3, crash_rate=0.02)
     assert not failures, "\n".join(f.describe() for f in failures)
     assert sum(totals.crashes.values()) > 20
+
+
+def test_spot_websocket_recovery_crashes_reordered_reports_and_a_humans_margin_position() -> None:
+    """The kinds of trouble issue 15 added, each met at least once by these three short seeds."""
+    runs = [run_seed(2, 150, crash_rate=0.1, account="margin", order_entry="websocket"),
+            run_seed(5, 150, crash_rate=0.1, account="margin", order_entry="websocket"),
+            run_seed(3, 150, crash_rate=0.1, account="spot", order_entry="websocket")]
+    assert [r.failure for r in runs] == [None] * 3, "\n".join(r.failure.describe() for r in runs if r.failure)
+    totals = Totals()
+    for run in runs:
+        totals.add(run.totals)
+    assert totals.accounts == {"margin": 2, "spot": 1} and totals.entries == {"websocket": 3}
+    assert totals.crashes["during_recovery"] > 0 and totals.stream_faults["reorder"] > 0
+    assert totals.human["foreign_position"] > 0 and sum(totals.ws_faults.values()) > 0
+
+
+def test_a_humans_margin_position_left_unreported_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An injected bug: reconciliation finds the drift but says nothing (and closes nothing)."""
+    monkeypatch.setattr(reconcile.Reconciler, "_act_on_drift", lambda self, report, drift, owners: None)
+    failure = run_seed(2, 150, crash_rate=0.1, account="margin", order_entry="websocket").failure
+    assert failure is not None and failure.invariant == "foreign_position_reported", failure

@@ -6,8 +6,9 @@
 
 One seed drives everything (`scenario`): the price path, proposals, closes,
 modifications, trailing, partial-fill liquidity, REST faults of every class the
-fault matrix knows (`faults`), stream faults (`stream`), a human at the exchange,
-and crashes (`crash`). The runner (`runner`) drives the REAL core through its
+fault matrix knows (`faults`), stream faults (`stream`), a human at the exchange
+(`human`), WebSocket order entry and its faults (`ws_entry`), and crashes (`crash`),
+on a margin or a spot account. The runner (`runner`) drives the REAL core through its
 synchronous hooks on a fake clock against one paper exchange that outlives every
 crash (`world`), and checks the invariants (`checks`, `invariants`) after every step.
 """

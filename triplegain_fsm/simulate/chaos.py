@@ -32,6 +32,7 @@ from triplegain_fsm.paper.params import parse_add_order
 from triplegain_fsm.session_summary import ChaosOutcome
 from triplegain_fsm.simulate import checks
 from triplegain_fsm.simulate.faults import DURING_CALL, FAULT_CLASSES, METHODS, REST_FAULTS
+from triplegain_fsm.simulate.human import cancel_one
 
 DEFAULT_RATE = 0.03          # incidents per tick: ~36 in the 1,200-tick demo
 UNPROTECTED_BOUND = 900.0    # seconds (session clock) a position may lack a resting stop without an alert
@@ -162,12 +163,7 @@ class PaperChaos:
                  "price": str((price / 2).quantize(Decimal(1).scaleb(-pair.pair_decimals)))}))
             self.foreign.update(placed["txid"])
             return
-        role = OrderRole.STOP_LOSS if what == "cancel_stop" else OrderRole.ENTRY
-        open_at_exchange = paper.open_orders()
-        targets = sorted(o.external_id for o in core.orders.working_orders()
-                         if o.role is role and o.external_id is not None and o.external_id in open_at_exchange)
-        if targets:
-            paper.engine.cancel_order(txid=self.rng.choice(targets))
+        cancel_one(paper, core, OrderRole.STOP_LOSS if what == "cancel_stop" else OrderRole.ENTRY, self.rng.random())
 
     # -- helpers ----------------------------------------------------------------------------------
     def _measure(self, core: ExecutionCore) -> checks.Ledger:

@@ -6,7 +6,9 @@ intent, never more booked than the exchange filled, legal sizes and states.
 stream back, polls past every deadline): every fill booked exactly once, fees and
 P&L equal the exchange's to the cent, no orphan protective order for a closed
 position, protective volume never above the held size, store == memory ==
-exchange (the fault matrix's checks, `invariants.all_problems`).
+exchange (the fault matrix's checks, `invariants.all_problems`; margin exposure beside
+what a human's own orders, the `foreign` txids, traded), and a margin position a human
+opened is reported as drift by the core's reconciliation.
 `ExposureMeter` measures, after every step, each position whose filled volume (at
 the exchange) is not covered by a resting stop: position-seconds and the longest
 window; a window longer than `bound` without a protection alert is a violation.
@@ -95,10 +97,41 @@ def settled(core: ExecutionCore, ledger: Ledger, alerts: Iterable[Any], foreign:
     problems += [("protected_or_alerted", p) for p in inv.check_protection(core, alerts)]
     problems += [("protective_volume_within_size", p) for p in inv.check_leg_volume(core)]
     problems += [("trailing_follows", p) for p in inv.check_trailing(core)]
-    problems += [("store_matches_exchange", p) for p in inv.check_store_matches(core)]
+    problems += [("store_matches_exchange", p) for p in inv.check_store_matches(core, foreign)]
     problems += [("fees_and_pnl", p) for p in fees_and_pnl(ledger)]
     problems += [("no_orphan_protective_order", p) for p in orphans(ledger)]
+    problems += [("foreign_position_reported", p) for p in foreign_reported(core, ledger, alerts, foreign)]
     return problems
+
+
+def foreign_reported(core: ExecutionCore, ledger: Ledger, alerts: list[Any], foreign: Collection[str]) -> list[str]:
+    """A margin position a human holds makes the exchange's net differ from the core's: after the calm
+    phase's reconciliations an exchange_drift alert about that pair must have been raised since the human's
+    holding last began (the core adopts none: `store_matches_exchange` says so)."""
+    registry = core.paper.engine.registry
+    problems = []
+    for pair, (held, since) in _foreign_holdings(ledger.trades, foreign).items():
+        asset = registry.resolve(pair).altname
+        told = any(a.get("alert_type") == "exchange_drift" and a.get("kind") == "margin" and a.get("asset") == asset
+                   and a.get("_at", 0.0) >= since - 1e-9 for a in alerts)
+        if not told:
+            problems.append(f"a human holds {held} {asset} of margin positions (since {since:.0f}) and no "
+                            "exchange_drift alert said so")
+    return problems
+
+
+def _foreign_holdings(trades: dict[str, dict[str, Any]], foreign: Collection[str]) -> dict[str, tuple[Decimal, float]]:
+    """Per pair, what a human's leveraged trades still hold and when that holding last began."""
+    held: dict[str, Decimal] = defaultdict(Decimal)
+    since: dict[str, float] = {}
+    ordered = sorted((t for t in trades.values() if t["ordertxid"] in foreign and t.get("leverage")),
+                     key=lambda t: (t["time"], t["trade_id"]))
+    for trade in ordered:
+        pair, before = trade["pair"], held[trade["pair"]]
+        held[pair] += (1 if trade["type"] == "buy" else -1) * Decimal(trade["vol"])
+        if not before and held[pair]:
+            since[pair] = trade["time"]
+    return {pair: (amount, since[pair]) for pair, amount in held.items() if amount}
 
 
 def _near(core: Decimal, exchange: Decimal) -> bool:

@@ -10,6 +10,12 @@ A `CrashSwitch` is armed with a countdown of exchange calls or store writes:
 - `calls`: the Nth REST call from now dies, either before it is sent (the exchange
   never sees it) or after the exchange acted (the answer is never read);
 - `writes`: the Nth store write from now dies inside its unit, before the commit.
+The same two call points wrap a WebSocket order-entry request (`ws_entry`).
+
+`IN_RECOVERY` is no switch kind of its own: the process dies between steps, and the
+switch is armed (one of `KINDS`) for the next process's boot, so it dies again inside
+its recovery (`sync_with_exchange()`, the stream's token, snapshot and resync); the
+runner counts one that fired there as `during_recovery`.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import attrs
 
 BEFORE_SEND, AFTER_ACT, IN_UNIT = "before_send", "after_act", "in_unit"
 KINDS = (BEFORE_SEND, AFTER_ACT, IN_UNIT)
+IN_RECOVERY, DURING_RECOVERY = "in_recovery", "during_recovery"
 
 
 class SimulatedCrash(BaseException):  # noqa: N818 - not an error: the process ends here
@@ -41,6 +48,12 @@ class CrashSwitch:
     @property
     def armed(self) -> bool:
         return self.kind is not None
+
+    def before_send(self) -> None:
+        self._tick(BEFORE_SEND)
+
+    def after_act(self) -> None:
+        self._tick(AFTER_ACT)
 
     def _tick(self, kind: str) -> None:
         if self.kind != kind:

@@ -276,8 +276,9 @@ _POSITION_FIELDS = ("state", "size", "excess_size", "stop_loss", "take_profit", 
                     "take_profit_order_id", "total_fees", "realized_pnl")
 
 
-def check_store_matches(core: ExecutionCore) -> list[str]:
-    """The store says what memory says, and both agree with the exchange about what is still working."""
+def check_store_matches(core: ExecutionCore, foreign: Collection[str] = ()) -> list[str]:
+    """The store says what memory says, and both agree with the exchange about what is still working
+    (and holds: margin exposure beside what the `foreign` txids, a human's own orders, traded)."""
     problems = []
     open_at_exchange = core.paper.open_orders()
     known = set()
@@ -325,18 +326,19 @@ def check_store_matches(core: ExecutionCore) -> list[str]:
                             f"{leg.stop_price:f} (at the exchange: {_exchange_trigger(core, leg)})")
     problems += _check_event_log(core)
     if core.config.exchange.account == "margin":
-        problems += _check_margin_exposure(core)
+        problems += _check_margin_exposure(core, foreign)
     else:
         problems += _check_spot_holdings(core)
     return problems
 
 
 def _check_spot_holdings(core: ExecutionCore) -> list[str]:
-    """Every coin the core's positions bought and still hold is held at the exchange, and no more: a
-    position closed in the core while the exchange still holds its coins is money left unprotected."""
+    """Every coin the core's positions bought and still hold is held at the exchange, and no more, and
+    every coin a sell entry sold is missing there until it is bought back: a position closed in the core
+    while the exchange still holds (or lacks) its coins is money left unprotected."""
     start = {asset: Decimal(str(amount)) for asset, amount in core.config.paper.balances.items()}
     held = core.paper.balances().get("XXBT", ZERO) - start.get("XXBT", start.get("XBT", ZERO))
-    expected = sum((p.size - p.excess_size for p in core.positions.get_open_positions()
+    expected = sum(((1 if p.is_long else -1) * (p.size - p.excess_size) for p in core.positions.get_open_positions()
                     if p.symbol == "BTC/USD" and p.leverage == 1), ZERO)
     if held == expected:
         return []
@@ -366,14 +368,36 @@ def _check_event_log(core: ExecutionCore) -> list[str]:
     return problems
 
 
-def _check_margin_exposure(core: ExecutionCore) -> list[str]:
-    held = ZERO
+def foreign_margin(trades: dict[str, dict[str, Any]], foreign: Collection[str]) -> dict[str, Decimal]:
+    """Net margin volume per pair that a human's own leveraged orders (the `foreign` txids) traded."""
+    held: dict[str, Decimal] = {}
+    for trade in trades.values():
+        if trade["ordertxid"] in foreign and trade.get("leverage"):
+            sign = 1 if trade["type"] == "buy" else -1
+            held[trade["pair"]] = held.get(trade["pair"], ZERO) + sign * Decimal(trade["vol"])
+    return held
+
+
+def _check_margin_exposure(core: ExecutionCore, foreign: Collection[str] = ()) -> list[str]:
+    """Per pair: the exchange's net margin volume is the core's positions' plus what foreign orders traded
+    (margin positions opened by hand net with the core's rows, as Kraken's do; the core adopts none)."""
+    registry = core.paper.engine.registry
+    held: dict[str, Decimal] = {}
     for row in core.paper.positions().values():
         sign = 1 if row["type"] == "buy" else -1
-        held += sign * (Decimal(row["vol"]) - Decimal(row["vol_closed"]))
-    expected = sum(((1 if p.is_long else -1) * (p.size - p.excess_size) for p in core.positions.get_open_positions()),
-                   ZERO)
-    return [] if held == expected else [f"the exchange holds a net {held} BTC of margin positions, the core {expected}"]
+        held[row["pair"]] = held.get(row["pair"], ZERO) + sign * (Decimal(row["vol"]) - Decimal(row["vol_closed"]))
+    by_hand = foreign_margin(core.paper.trades(), foreign)
+    ours: dict[str, Decimal] = {}
+    for p in core.positions.get_open_positions():
+        pair = registry.resolve(p.symbol).id
+        ours[pair] = ours.get(pair, ZERO) + (1 if p.is_long else -1) * (p.size - p.excess_size)
+    problems = []
+    for pair in sorted({*held, *by_hand, *ours}):
+        have, mine, theirs = held.get(pair, ZERO), ours.get(pair, ZERO), by_hand.get(pair, ZERO)
+        if have != mine + theirs:
+            problems.append(f"the exchange holds a net {have} {pair} of margin positions, the core {mine}"
+                            + (f" and foreign orders traded {theirs}" if theirs else ""))
+    return problems
 
 
 def all_problems(core: ExecutionCore, alerts: Iterable[Any], bot: Bot | None = None,
@@ -385,7 +409,7 @@ def all_problems(core: ExecutionCore, alerts: Iterable[Any], bot: Bot | None = N
     problems += check_sizes_and_states(core)
     problems += check_protection(core, alerts)
     problems += check_trailing(core)
-    problems += check_store_matches(core)
+    problems += check_store_matches(core, foreign)
     if bot is not None:
         problems += bot.unclear
     return problems

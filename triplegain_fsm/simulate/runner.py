@@ -7,119 +7,35 @@ it through the core's public API and synchronous hooks, and then checks
 `checks.always` and the exposure meter. Every `settle_every` steps, and at the end,
 the world calms down (faults cleared, the stream back, eight polls 35 s apart: past
 every deadline and backoff) and `checks.settled` must hold. A `SimulatedCrash`
-anywhere abandons the core and boots a new one on the same store and exchange.
+anywhere abandons the core and boots a new one on the same store and exchange; one
+armed for the boot dies inside that recovery, and the process after it recovers.
+The account and order entry are the seed's (`scenario.setup`); totals are `results`'.
 The first broken invariant ends the run; `Failure` names it with the seed and step.
 """
 from __future__ import annotations
 
-import logging
-import random
 import tempfile
 import traceback
-import uuid
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import attrs
-
-from triplegain_fsm import models
-from triplegain_fsm.enums import OrderRole
 from triplegain_fsm.errors import TripleGainError
-from triplegain_fsm.kraken import retry
-from triplegain_fsm.machines import base as machine_base
 from triplegain_fsm.models import TradeProposal
-from triplegain_fsm.paper.params import parse_add_order
-from triplegain_fsm.simulate import checks
-from triplegain_fsm.simulate.crash import SimulatedCrash
+from triplegain_fsm.simulate import checks, human
+from triplegain_fsm.simulate.crash import DURING_RECOVERY, IN_RECOVERY, SimulatedCrash
 from triplegain_fsm.simulate.faults import DURING_CALL, REST_FAULTS
-from triplegain_fsm.simulate.scenario import Action, Scenario
+from triplegain_fsm.simulate.results import Failure, RunResult, Totals, deterministic
+from triplegain_fsm.simulate.scenario import Action, Scenario, Setup, setup
 from triplegain_fsm.simulate.world import START_TIME, World
+from triplegain_fsm.simulate.ws_entry import queue_fault
 from triplegain_fsm.testing import FakeClock
 
+__all__ = ["Failure", "RunResult", "Simulation", "Totals", "deterministic", "run_many", "run_seed"]
 SYMBOL = "BTC/USD"
 MAX_OPEN = 8
 SETTLE_POLLS, SETTLE_STEP = 8, 35.0
 UNPROTECTED_BOUND = 900.0          # seconds a position may lack a resting stop without an alert
-
-
-@attrs.define
-class Failure:
-    seed: int
-    step: int
-    invariant: str
-    message: str
-    action: str
-
-    def describe(self) -> str:
-        return (f"FAILED seed {self.seed} at step {self.step} (after {self.action}): invariant {self.invariant}: "
-                f"{self.message}")
-
-
-@attrs.define
-class Totals:
-    seeds: int = 0
-    steps: int = 0
-    fills: int = 0
-    crashes: Counter[str] = attrs.field(factory=Counter)
-    faults: Counter[str] = attrs.field(factory=Counter)
-    storms: int = 0
-    stream_faults: Counter[str] = attrs.field(factory=Counter)
-    human: Counter[str] = attrs.field(factory=Counter)
-    actions: Counter[str] = attrs.field(factory=Counter)
-    refused: int = 0
-    settles: int = 0
-    unprotected_seconds: float = 0.0
-    worst_window: float = 0.0
-    worst_where: str = ""
-
-    def add(self, other: Totals) -> None:
-        self.seeds += other.seeds
-        self.steps += other.steps
-        self.fills += other.fills
-        for name in ("crashes", "faults", "stream_faults", "human", "actions"):
-            getattr(self, name).update(getattr(other, name))
-        self.storms += other.storms
-        self.refused += other.refused
-        self.settles += other.settles
-        self.unprotected_seconds += other.unprotected_seconds
-        if other.worst_window > self.worst_window:
-            self.worst_window, self.worst_where = other.worst_window, other.worst_where
-
-    @property
-    def per_thousand_fills(self) -> float:
-        return 1000 * self.unprotected_seconds / self.fills if self.fills else 0.0
-
-
-@attrs.define
-class RunResult:
-    seed: int
-    totals: Totals
-    failure: Failure | None = None
-
-
-@contextmanager
-def deterministic(seed: int, clock: FakeClock, quiet: bool = True) -> Iterator[None]:
-    """One seed decides everything: model ids, model timestamps (the fake clock), retry jitter."""
-    ids = random.Random(seed ^ 0x5EED)
-    saved = models.NEW_UUID, machine_base.WALL_CLOCK, random.getstate(), retry.is_testing()
-    models.NEW_UUID = lambda: uuid.UUID(int=ids.getrandbits(128), version=4)
-    machine_base.WALL_CLOCK = clock
-    random.seed(seed)
-    retry.set_testing(True)     # the client never sleeps: time is the fake clock's
-    if quiet:
-        logging.disable(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        models.NEW_UUID, machine_base.WALL_CLOCK = saved[0], saved[1]
-        random.setstate(saved[2])
-        retry.set_testing(saved[3])
-        if quiet:
-            logging.disable(logging.NOTSET)
 
 
 class Simulation:
@@ -131,6 +47,9 @@ class Simulation:
         self.meter = checks.ExposureMeter(UNPROTECTED_BOUND)
         self.step_no = 0
         self.last_action = "boot"
+        self.recovery_crash: tuple[str, int] | None = None   # armed for the next boot's recovery
+        self.totals.accounts[world.config.exchange.account] += 1
+        self.totals.entries[world.config.exchange.order_entry] += 1
         self._boot()
 
     # -- processes ---------------------------------------------------------------------------------
@@ -142,9 +61,23 @@ class Simulation:
         self.world.boot(self._listen)
 
     def _restart(self, kind: str) -> None:
+        """A new process; one armed to die inside its recovery does, and the one after it recovers."""
         self.totals.crashes[kind] += 1
-        self.world.abandon()
-        self.world.switch.disarm()
+        world, armed = self.world, self.recovery_crash
+        self.recovery_crash = None
+        world.abandon()
+        world.switch.disarm()
+        if armed is not None:
+            world.switch.arm(*armed)
+            try:
+                self._boot()
+            except SimulatedCrash:
+                self.totals.crashes[DURING_RECOVERY] += 1
+                world.abandon()
+                world.switch.disarm()
+                self._boot()
+            world.switch.disarm()      # not reached in its recovery: it was that process's, not the next one's
+            return
         self._boot()
 
     @property
@@ -194,6 +127,7 @@ class Simulation:
         """Calm: no faults, no armed crash, the stream back; polls past every deadline; then all invariants."""
         world = self.world
         world.paper.faults.clear()
+        world.paper.ws_faults.clear()
         world.switch.disarm()
         self.totals.settles += 1
         for _ in range(SETTLE_POLLS):
@@ -252,6 +186,9 @@ class Simulation:
     def _do_crash(self, params: dict[str, Any], problems: list[checks.Problem]) -> None:
         if params["at"] == "between_steps":
             raise SimulatedCrash("between_steps")
+        if params["at"] == IN_RECOVERY:
+            self.recovery_crash = (params["inner"], params["countdown"])
+            raise SimulatedCrash("between_steps")
         self.world.switch.arm(params["at"], params["countdown"])
 
     def _do_tick(self, params: dict[str, Any], problems: list[checks.Problem]) -> None:
@@ -309,10 +246,15 @@ class Simulation:
         self.totals.faults[fault] += 1
         self.totals.storms += bool(params["storm"])
 
+    def _do_ws_fault(self, params: dict[str, Any], problems: list[checks.Problem]) -> None:
+        fault = params["fault"]
+        queue_fault(self.world.paper, fault, params["method"], params["error"], params["times"])
+        self.totals.ws_faults[fault if fault != "fail" else f"fail {params['error']}"] += 1
+
     def _do_stream_fault(self, params: dict[str, Any], problems: list[checks.Problem]) -> None:
         stream, fault = self.world.stream, params["fault"]
         assert stream is not None
-        self.totals.stream_faults[fault] += 1
+        injected = True
         if fault == "drop":
             stream.drop()
         elif fault == "gap":
@@ -321,25 +263,18 @@ class Simulation:
             stream.silence(self.world.clock() + params["seconds"])
         elif fault == "duplicate":
             stream.duplicate()
+        elif fault == "reorder":
+            injected = stream.reorder(params["pick"])     # False: fewer than two reports queued
         else:
             stream.drop("token invalidated")
             self.world.paper.invalidate_ws_tokens()
             stream.reconnect()
+        if injected:
+            self.totals.stream_faults[fault] += 1
 
     def _do_human(self, params: dict[str, Any], problems: list[checks.Problem]) -> None:
-        what, paper = params["what"], self.world.paper
-        self.totals.human[what] += 1
-        if what == "foreign_order":
-            placed = paper.engine.add_order(parse_add_order(
-                {"pair": "XXBTZUSD", "type": "buy", "ordertype": "limit", "volume": "0.01", "price": "20000"}))
-            self.world.foreign.update(placed["txid"])
-            return
-        role = OrderRole.STOP_LOSS if what == "cancel_stop" else OrderRole.ENTRY
-        open_at_exchange = paper.open_orders()
-        targets = sorted(o.external_id for o in self.core.orders.working_orders()
-                         if o.role is role and o.external_id in open_at_exchange)
-        if targets:
-            paper.engine.cancel_order(txid=targets[int(params["pick"] * len(targets))])
+        if human.act(self.world, self.core, params):
+            self.totals.human[params["what"]] += 1
 
 
 def _name(action: Action) -> str:
@@ -348,14 +283,21 @@ def _name(action: Action) -> str:
 
 
 def run_seed(seed: int, steps: int, *, crash_rate: float = 0.02, settle_every: int = 50,
-             directory: Path | None = None, quiet: bool = True) -> RunResult:
-    """One seeded run of `steps` steps; the first broken invariant, if any, is in `.failure`."""
+             directory: Path | None = None, quiet: bool = True, account: str | None = None,
+             order_entry: str | None = None) -> RunResult:
+    """One seeded run of `steps` steps; the first broken invariant, if any, is in `.failure`.
+    The account (margin/spot) and order entry (rest/websocket) are the seed's (`scenario.setup`)
+    unless given."""
+    drawn = setup(seed)
+    run = Setup(account or drawn.account, order_entry or drawn.order_entry)
     with tempfile.TemporaryDirectory(prefix="triplegain-sim-") as tmp:
         base = Path(directory or tmp)
         clock = FakeClock(START_TIME)
         with deterministic(seed, clock, quiet):
-            world = World(base / f"sim-{seed}.sqlite", seed=seed, clock=clock)
-            simulation = Simulation(world, Scenario(seed, crash_rate), seed, settle_every)
+            world = World(base / f"sim-{seed}.sqlite", seed=seed, clock=clock, account=run.account,
+                          order_entry=run.order_entry)
+            scenario = Scenario(seed, crash_rate, run.account, run.order_entry)
+            simulation = Simulation(world, scenario, seed, settle_every)
             try:
                 failure = simulation.run(steps)
             finally:

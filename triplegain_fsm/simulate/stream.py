@@ -17,13 +17,16 @@ Faults, as the real transport would see them:
   fetches a fresh token over REST (which may fail) and subscribes again.
 - `silence(until)`: nothing arrives; past `stale_seconds` the watchdog drops it.
 - `duplicate()`: the last message again, as Kraken's unsequenced messages may be.
+- `reorder(pick)`: two queued messages swap places (an order's fill may come before its
+  `pending_new`/`new`), or the reports of the one queued message come in reverse, as
+  Kraken sometimes sends them; the sequence numbers still count up (given at delivery).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from triplegain_fsm.kraken.stream import StreamState
+from triplegain_fsm.kraken.stream import StreamState, Token
 from triplegain_fsm.kraken.stream_session import StreamDown
 from triplegain_fsm.paper.observe import OrderChange
 from triplegain_fsm.paper.ws_reports import reports, snapshot_reports
@@ -58,6 +61,7 @@ class SimStream:
         self.last_heard = clock()
         self.delivered = 0
         self.next_attempt = 0.0               # reconnects wait out the transport's backoff
+        self.token: Token | None = None       # the connection's token (order entry sends it: `ws_entry`)
 
     @property
     def connected(self) -> bool:
@@ -83,7 +87,7 @@ class SimStream:
         self.next_attempt = self.clock() + self.core.config.exchange.stream_reconnect_seconds
         self.transport.set_state(StreamState.CONNECTING, "simulated connect")
         try:
-            self.transport.fresh_token()
+            self.token = self.transport.fresh_token()
         except StreamDown as down:
             self.transport.set_state(StreamState.DOWN, down.reason)
             return False
@@ -104,6 +108,7 @@ class SimStream:
         if self.transport.state is StreamState.DOWN:
             return
         self._unsubscribe()
+        self.token = None
         self.transport.set_state(StreamState.DOWN, reason)
 
     def gap(self, lost: int) -> None:
@@ -123,6 +128,18 @@ class SimStream:
     def duplicate(self) -> None:
         if self.connected and self.last is not None:
             self.transport.deliver("update", {"data": self.last}, None)
+
+    def reorder(self, pick: float) -> bool:
+        """Reports out of the order they were sent in; False when fewer than two are queued."""
+        pending = self.pending
+        if len(pending) >= 2:
+            i = int(pick * (len(pending) - 1))
+            pending[i], pending[i + 1] = pending[i + 1], pending[i]
+            return True
+        if pending and len(pending[0]) >= 2:
+            pending[0] = pending[0][::-1]
+            return True
+        return False
 
     def close(self) -> None:
         """The process died: its socket is gone."""
