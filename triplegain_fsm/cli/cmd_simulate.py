@@ -29,11 +29,9 @@ def _soak_seconds(text: str) -> float:
     return value
 
 
-def _counts(counter: Any) -> str:
-    return ", ".join(f"{name} {n}" for name, n in sorted(counter.items())) or "none"
-
-
 def format_totals(totals: Any) -> list[str]:
+    from triplegain_fsm.simulate.results import counts_text as _counts
+
     return [
         f"seeds {totals.seeds}, steps {totals.steps}, fills {totals.fills}, settles {totals.settles}, "
         f"refused calls {totals.refused}",

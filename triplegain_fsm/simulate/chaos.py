@@ -33,6 +33,7 @@ from triplegain_fsm.session_summary import ChaosOutcome
 from triplegain_fsm.simulate import checks
 from triplegain_fsm.simulate.faults import DURING_CALL, FAULT_CLASSES, METHODS, REST_FAULTS
 from triplegain_fsm.simulate.human import cancel_one
+from triplegain_fsm.simulate.results import counts_text as _counts
 
 DEFAULT_RATE = 0.03          # incidents per tick: ~36 in the 1,200-tick demo
 UNPROTECTED_BOUND = 900.0    # seconds (session clock) a position may lack a resting stop without an alert
@@ -178,6 +179,3 @@ class PaperChaos:
             raise RuntimeError("PaperChaos.start(core, symbol) was not called")
         return self.core
 
-
-def _counts(counter: Counter[str]) -> str:
-    return ", ".join(f"{name} {n}" for name, n in sorted(counter.items())) or "none"

@@ -15,6 +15,12 @@ from triplegain_fsm.kraken import retry
 from triplegain_fsm.machines import base as machine_base
 from triplegain_fsm.testing import FakeClock
 
+
+def counts_text(counter: Counter[str]) -> str:
+    """`name n, name n` in name order (zero counts left out), or `none`: how every figure is printed."""
+    return ", ".join(f"{name} {n}" for name, n in sorted(counter.items()) if n) or "none"
+
+
 COUNTERS = ("crashes", "faults", "stream_faults", "ws_faults", "human", "actions", "accounts", "entries")
 
 

@@ -39,6 +39,7 @@ from triplegain_fsm.config import Config
 from triplegain_fsm.core import ExecutionCore
 from triplegain_fsm.enums import OrderStatus, PositionStatus
 from triplegain_fsm.simulate import checks
+from triplegain_fsm.simulate.results import counts_text as _counts
 from triplegain_fsm.simulate.soak_load import START_PRICE, SYMBOL, Load, Problem, Recorder, thread_stacks, where
 from triplegain_fsm.testing import paper_config
 
@@ -106,9 +107,6 @@ class SoakResult:
             f"slowest call {slowest[1]:.3f} s ({slowest[0]})",
         ]
 
-
-def _counts(counter: Counter[str]) -> str:
-    return ", ".join(f"{name} {n}" for name, n in sorted(counter.items()) if n) or "none"
 
 
 def soak_config(store_path: Path) -> Config:
