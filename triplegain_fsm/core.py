@@ -87,7 +87,8 @@ class ExecutionCore:
         self.reconciler = Reconciler(Parts(self.orders, self.positions, client, config, self.circuit))
         self.stream: StreamLink | None = None   # built by start() when exchange.stream is websocket
         self._ws_server: Any = None             # paper mode: the paper exchange's own WebSocket
-        self._poller = Poller(self.poll_once, self._poll_interval, config.orders.poll_workers, self._use_pool)
+        self._poller = Poller(self.poll_once, self._poll_interval, config.orders.poll_workers, self._use_pool,
+                              due_in=self.positions.due_in)
         self._last_reconcile = 0.0
         self._last_switch_refresh = 0.0
         self.telemetry = Telemetry(self)      # metrics, notifications outbox, heartbeat (telemetry/)

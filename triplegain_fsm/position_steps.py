@@ -51,6 +51,12 @@ class ProtectionSteps(LegAmends):
                                                 next_attempt_at=due, last_error=error))
         self._due[position.id] = self.clock() + delay
 
+    def due_in(self) -> float | None:
+        """Seconds until the earliest scheduled work is due (0 if overdue); None when nothing is."""
+        with self.guard.lock:
+            earliest = min(self._due.values(), default=None)
+        return None if earliest is None else max(0.0, earliest - self.clock())
+
     def run_due_work(self) -> None:
         now = self.clock()
         with self.guard.lock:

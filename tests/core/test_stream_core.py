@@ -159,3 +159,17 @@ def test_a_failed_rest_backfill_keeps_polling_until_a_clean_cycle(stream_core):
     core.paper.faults.clear()
     core.poll_once()
     assert core.status().stream == "connected"
+
+
+def test_a_stop_refused_once_is_retried_after_its_backoff_not_after_the_audit_interval(stream_core, clock):
+    """On a healthy stream the poller is a slow audit (an hour here); a stop whose placement failed is
+    due again after its backoff (2 s), and the sleeping poller wakes for it instead of sleeping the hour."""
+    core = stream_core()
+    core.paper.ws_faults.fail_next("add_order", "EOrder:Rate limit exceeded", times=4,   # one call and its retries
+                                   where=lambda p: p.get("order_type") == "stop-loss")
+    result = core.orders.execute_trade(buy(entry=None))          # a market entry: fills at once
+    eventually(lambda: any(a["alert_type"] == alerts.CONTINGENT_ORDER_FAILURE for a in core.store.alerts()))
+    assert not stop_at_exchange(core, result.position_id)
+    clock.advance(3)                                             # past the retry's backoff
+    eventually(lambda: stop_at_exchange(core, result.position_id))
+    core.stop()
