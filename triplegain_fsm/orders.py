@@ -222,6 +222,12 @@ class OrderExecutionManager(OrderSyncMixin):
                 raise ProposalError(
                     f"side: a margin {proposal.side.value} on {symbol} would be netted by Kraken against the "
                     f"open margin position(s) {', '.join(opposite)}; close those first")
+            foreign = self.positions.foreign_margin_on(self.client.pairs.resolve(symbol).altname)
+            if foreign:
+                raise ProposalError(
+                    f"symbol: the exchange holds margin position(s) {', '.join(foreign)} on {symbol} that the core "
+                    "did not open; Kraken nets margin orders per pair, so this entry would trade against them. "
+                    "Close them at the exchange or trade another pair")
         limits = self.config.limits
         if len(open_positions) >= limits.max_open_positions:
             raise PositionLimitError(f"limits.max_open_positions: {limits.max_open_positions} already open")

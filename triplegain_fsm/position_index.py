@@ -57,6 +57,7 @@ class PositionIndex:
         self._leg_moved = threading.Condition(threading.Lock())   # an amend ended, or a position's lock freed
         self._leg_events = 0
         self._prepared: set[str] = set()                 # PENDING legs created with a fill, not yet sent
+        self._foreign_margin: dict[str, tuple[str, ...]] = {}   # pair altname -> posids the core did not open
         self.planner = ProtectionPlanner(
             orders, client.pairs, config, self._prepared, self.get_open_positions,
             lambda symbol: self.fresh_price(symbol, config.orders.price_max_age_seconds))
@@ -89,6 +90,21 @@ class PositionIndex:
         if cached is None or self.clock() - cached[1] > max_age:
             return None
         return cached[0]
+
+    # -- margin positions at the exchange that are not the core's ----------------------------------
+    def note_foreign_margin(self, by_pair: dict[str, list[str]]) -> None:
+        """What the last OpenPositions read held that no order of the core opened, per pair altname.
+
+        Kraken nets margin orders per pair: on a pair where someone else holds a margin
+        position, a core entry would trade against it (close it, or stack onto it and have
+        its reduce-only legs capped by the netted total). Admission refuses such entries.
+        """
+        with self.guard.lock:
+            self._foreign_margin = {pair: tuple(posids) for pair, posids in by_pair.items() if posids}
+
+    def foreign_margin_on(self, altname: str) -> tuple[str, ...]:
+        with self.guard.lock:
+            return self._foreign_margin.get(altname, ())
 
     # -- the index of positions -------------------------------------------------------------------
     def _index(self, position: Position) -> None:

@@ -106,8 +106,7 @@ class Reconciler:
     def _unknown_orders(self, report: SyncReport) -> None:
         parts = self.parts
         open_at_exchange = parts.client.open_orders()
-        unknown = [txid for txid in open_at_exchange if parts.orders.order_by_txid(txid) is None
-                   and not parts.store.load_orders("external_id = ?", (txid,))]
+        unknown = [txid for txid in open_at_exchange if not self._opened_by_core(txid)]
         if not unknown:
             return
         report.unknown_exchange_orders = unknown
@@ -178,17 +177,22 @@ class Reconciler:
                 unit.alert(alerts.EXCHANGE_DRIFT, alerts.CRITICAL,
                            f"{item['kind']} {item['asset']}: core holds {item['core']}, exchange {item['exchange']}",
                            **item)
-                if Decimal(item["exchange"]) != 0:
+                have, want = Decimal(item["exchange"]), Decimal(item["core"])
+                # Kraken nets margin per pair: a net the other way means no position of the core's side is left
+                netted = item["kind"] == "margin" and have * want < 0
+                if have != 0 and not netted:
                     continue
+                how = ("netted away by a margin order the other way on the pair that was not the core's"
+                       if netted else "closed outside the core")
                 for position in owners.get((item["kind"], item["asset"]), []):
                     held = position.size
                     unit.touch(position)  # before the change: a rollback restores it
-                    position.close_reason = "gone from the exchange (closed outside the core); P&L incomplete"
+                    position.close_reason = f"gone from the exchange ({how}); P&L incomplete"
                     unit.fire(position, "vanish", reason=position.close_reason)
                     unit.alert(alerts.POSITION_VANISHED, alerts.CRITICAL,
                                f"position {position.id} ({position.symbol} {held}) is no longer held at "
-                               "the exchange: closed in the core, its legs cancelled", position_id=position.id,
-                               symbol=position.symbol)
+                               f"the exchange ({how}): closed in the core, its legs cancelled",
+                               position_id=position.id, symbol=position.symbol)
                     gone.append(position.id)
         report.positions_closed = gone
         for pid in gone:
@@ -244,6 +248,7 @@ class Reconciler:
         rows = self.parts.client.open_positions()
         if not isinstance(rows, dict):
             raise MalformedReport(f"OpenPositions: expected an object, got {type(rows).__name__}")
+        foreign: dict[str, list[str]] = {}   # pair altname -> posids no order of the core opened
         for posid, raw in rows.items():
             row = parse_position_row(posid, raw)
             key = ("margin", pairs.resolve(row.pair).altname)
@@ -253,7 +258,16 @@ class Reconciler:
             named["posids"].append(posid)
             if row.ordertxid and row.ordertxid not in named["ordertxids"]:
                 named["ordertxids"].append(row.ordertxid)
+            if not self._opened_by_core(row.ordertxid):
+                foreign.setdefault(key[1], []).append(posid)
+        self.parts.positions.note_foreign_margin(foreign)
         return exposure
+
+    def _opened_by_core(self, txid: str | None) -> bool:
+        if not txid:
+            return False
+        return self.parts.orders.order_by_txid(txid) is not None \
+            or bool(self.parts.store.load_orders("external_id = ?", (txid,)))
 
 
 def _text(amount: Decimal) -> str:

@@ -5,7 +5,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from triplegain_fsm import ExecutionCore, PositionStatus, TradeProposal
+from triplegain_fsm import ExecutionCore, PositionStatus, ProposalError, TradeProposal
 from triplegain_fsm.kraken.client import KrakenClient
 from triplegain_fsm.paper import PaperExchange
 from triplegain_fsm.store import Store
@@ -104,3 +104,54 @@ def test_a_leg_capped_by_the_exchange_below_the_position_is_said_and_resized(mak
     assert D(held["vol"]) == position.size == target.size and position.take_profit_covered == position.size
     assert any(a.payload["alert_type"] == "exchange_drift" and a.payload["severity"] == "critical"
                and "margin XBTUSD" in a.payload["message"] for a in alerts), "the netted position itself"
+
+
+def test_a_margin_entry_on_a_pair_holding_a_margin_position_the_core_did_not_open_is_refused(make_core, collect):
+    """Kraken nets margin orders per pair: beside a human's margin position a core entry would close or
+    stack onto it (found by the simulator with the human trading the core's own pair)."""
+    core = make_core(account="margin", limits={"max_positions_per_symbol": 3})
+    _, alerts = collect(core)
+    core.client.private("AddOrder", pair="XBTUSD", type="buy", ordertype="market", leverage="2",
+                        volume="0.5")  # a human, on the website
+    [posid] = core.paper.positions()
+    core.sync_with_exchange()
+    calls = len(core.paper.calls)
+    for side, sl, tp in (("sell", 45000, 40000), ("buy", 41000, 48000)):
+        with pytest.raises(ProposalError, match=f"{posid}.*did not open"):
+            core.orders.execute_trade(TradeProposal(symbol="BTC/USD", side=side, size_usd=D("4300"),
+                                                    stop_loss=D(sl), take_profit=D(tp), leverage=2))
+    assert len(core.paper.calls) == calls and core.positions.get_open_positions() == []
+    assert core.store.load_positions() == [] and core.store.load_orders() == []
+    spot = core.orders.execute_trade(TradeProposal(symbol="BTC/USD", side="buy", size_usd=D("430"),
+                                                   stop_loss=D(41000), take_profit=D(48000)))
+    assert spot.success, "a spot entry holds coins, not a margin position: it is not netted"
+    core.client.private("AddOrder", pair="XBTUSD", type="sell", ordertype="market", leverage="2",
+                        reduce_only=True, volume="0.5")  # the human closes theirs
+    core.sync_with_exchange()
+    again = core.orders.execute_trade(TradeProposal(symbol="BTC/USD", side="sell", size_usd=D("4300"),
+                                                    stop_loss=D(45000), take_profit=D(40000), leverage=2))
+    assert again.success
+
+
+def test_a_core_margin_position_netted_away_by_an_order_the_other_way_vanishes_and_leaves_no_leg(make_core,
+                                                                                                collect):
+    """Found by the simulator: a human's larger buy on the pair closed the core's short at the exchange;
+    the core kept it open and retried a reduce-only close Kraken refused ('No position exists') forever."""
+    core = make_core(account="margin")
+    _, alerts = collect(core)
+    result = core.orders.execute_trade(TradeProposal(symbol="BTC/USD", side="sell", size_usd=D("4300"),
+                                                     stop_loss=D(45000), take_profit=D(40000), leverage=2))
+    core.poll_once()
+    position = core.positions.get_position(result.position_id)
+    assert position.status is PositionStatus.PROTECTED
+    core.client.private("AddOrder", pair="XBTUSD", type="buy", ordertype="market", leverage="2",
+                        volume="0.5")  # a human: closes the core's 0.1 short and opens a 0.4 long
+    report = core.sync_with_exchange()
+    assert report.positions_closed == [position.id] and position.status is PositionStatus.CLOSED
+    assert "netted away" in position.close_reason
+    ours = {o.external_id for o in core.orders.get_orders_for_position(position.id)}
+    assert not ours & set(core.paper.open_orders()), "no leg of the gone position is left working"
+    payloads = [a.payload for a in alerts]
+    assert any(p["alert_type"] == "position_vanished" and p["position_id"] == position.id for p in payloads)
+    [drift] = [p for p in payloads if p["alert_type"] == "exchange_drift" and "margin" in p["message"]]
+    assert drift["severity"] == "critical" and drift["posids"] == list(core.paper.positions())

@@ -4,8 +4,9 @@
 - `foreign_order`: a limit order of the human's own rests at the exchange (far from the market).
 - `foreign_position` (margin only): a leveraged market order of the human's own opens a margin
   position, on ETH/USD: a pair the simulated core does not trade. (On the core's own pair Kraken
-  nets it with the core's rows, and a later entry of the core opposite it is netted too: the
-  core's entry check knows only its own positions; the issue notes it.)
+  nets it with the core's rows. The core refuses margin entries beside a foreign position that
+  reconciliation has seen, and a core position netted away entirely vanishes with an alert; one
+  netted away in part stays alerted drift, which the exposure invariant here does not model.)
 - `close_foreign` (margin only): the human closes what their orders still hold, by an opposite
   leveraged market order.
 

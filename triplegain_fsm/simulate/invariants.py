@@ -29,7 +29,8 @@ POSITION_STATES = frozenset(s.value for s in PositionStatus)
 LIVE = frozenset({OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value, OrderStatus.CANCEL_PENDING.value})
 UNSETTLED = frozenset({OrderStatus.PENDING.value, OrderStatus.SUBMITTED_UNKNOWN.value})
 # alerts that tell a human a position may be (or have been) left without protection
-PROTECTION_ALERTS = frozenset({"contingent_order_failure", "position_unprotected", "order_outcome_unknown"})
+PROTECTION_ALERTS = frozenset({"contingent_order_failure", "position_unprotected", "order_outcome_unknown",
+                               "close_failed"})
 LEG_ROLES = {OrderRole.STOP_LOSS: "stop_loss", OrderRole.TAKE_PROFIT: "take_profit"}
 
 
