@@ -20,9 +20,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import triplegain_fsm.simulate.checks as checks
+import triplegain_fsm.simulate.human as human
 from triplegain_fsm.errors import TripleGainError
 from triplegain_fsm.models import TradeProposal
-from triplegain_fsm.simulate import checks, human
 from triplegain_fsm.simulate.crash import DURING_RECOVERY, IN_RECOVERY, SimulatedCrash
 from triplegain_fsm.simulate.faults import DURING_CALL, REST_FAULTS
 from triplegain_fsm.simulate.results import Failure, RunResult, Totals, deterministic
